@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`. Each creates .venv
+# (Python 3.11) if it is missing and installs the package into it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUNS ?= runs/demo
+
+.PHONY: demo test docs clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+# Trains the baseline, NG-EBM and SGLD-EBM on the embedded data (same model, steps and seed),
+# evaluates them and writes $(RUNS)/report/report.md with its plots.
+demo: $(STAMP)
+	$(PY) -m experiments.demo --output=$(RUNS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) runs docs/_build

@@ -1,0 +1,27 @@
+"""Smoke test of the real code path: embedded data, a small CNN, a few steps (< 1 min, 2 CPUs).
+
+  python -m experiments.train --config=configs/smoke.py --workdir=/tmp/ngebm_smoke
+
+Expect no particular accuracy (a few dozen steps); the run writes metrics.jsonl, checkpoints
+and results.json. `--config.objective=baseline` (or sgld, ...) smokes another objective.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.num_train = 512
+  config.dataset.num_validation = 128
+  config.dataset.num_test = 128
+  config.model = dict(name="small_cnn", width=8, dtype="float32")
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 5
+  config.batch_size = 32
+  config.num_steps = 20
+  config.log_every_steps = 5
+  config.eval_every_steps = 10
+  config.checkpoint_every_steps = 10
+  config.eval.batch_size = 64
+  config.progress_bar = False
+  return config

@@ -1,0 +1,162 @@
+"""Input pipelines: grain datasets over any random-access source of images.
+
+A *source* is anything with `__len__` and `__getitem__(i) -> {"image": uint8 [H, W, C],
+"label": int, ...}`: a `tfds.data_source`, or `ArraySource` over in-memory arrays (the embedded
+data). The recipe of NGEBM.md: pixels scaled to [-1, 1]; augmentation pad-4 (reflect) + random
+crop + horizontal flip; Gaussian noise of std 0.03 on every input, in training and at test time.
+
+Augmentation runs per batch, vectorized in NumPy, with a `np.random.Generator` seeded by (seed,
+process, batch index): each example gets its own crop, flip and noise, and the stream is the same
+on every run and after a resume (grain's iterator state is the batch position). With
+`num_workers > 0` grain runs it in worker processes.
+
+Multi-host: each process reads the slice `process_index::process_count` of every global batch
+order, so the global batch is the concatenation of the local ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import grain
+import numpy as np
+
+
+class ArraySource:
+  """Random-access source over in-memory arrays with a common first axis."""
+
+  def __init__(self, arrays: Mapping[str, np.ndarray]):
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+      raise ValueError(f"arrays must have the same length; got {lengths}.")
+    if "image" not in arrays or "label" not in arrays:
+      raise ValueError(f"a source needs 'image' and 'label'; got keys {sorted(arrays)}.")
+    self._arrays = dict(arrays)
+    self._len = next(iter(lengths.values()))
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return {k: v[index] for k, v in self._arrays.items()}
+
+  @property
+  def arrays(self) -> dict[str, np.ndarray]:
+    return self._arrays
+
+
+def to_model_space(images: np.ndarray) -> np.ndarray:
+  """uint8 pixels in [0, 255] -> float32 in [-1, 1]."""
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, *, pad: int = 4,
+                  flip: bool = True) -> np.ndarray:
+  """Pad (reflect) + random crop back to size + random horizontal flip, per example.
+
+  Args:
+    images: `[B, H, W, C]` array (any dtype).
+    rng: generator for this batch.
+    pad: reflect padding on each side before the random crop (0 disables the crop).
+    flip: whether to flip each example left-right with probability 1/2.
+  """
+  b, h, w, _ = images.shape
+  if pad > 0:
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    dy = rng.integers(0, 2 * pad + 1, size=b)
+    dx = rng.integers(0, 2 * pad + 1, size=b)
+    rows = dy[:, None] + np.arange(h)[None, :]  # [B, H]
+    cols = dx[:, None] + np.arange(w)[None, :]  # [B, W]
+    images = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  if flip:
+    flips = rng.random(b) < 0.5
+    images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+  return images
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+  batch_size: int            # per-process batch size
+  augment: bool = True       # pad-4 reflect + random crop + flip
+  noise_std: float = 0.03    # Gaussian noise added to every input (recipe: train and test)
+  num_workers: int = 0       # grain worker processes; 0 = in the main process
+  seed: int = 0
+  poison_batch: int = -1     # tests only: this batch's images become NaN (non-finite guard)
+
+
+def _stack(examples):
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def _finalize(batch: dict, rng: np.random.Generator, *, augment: bool, noise_std: float):
+  images = batch["image"]
+  if images.dtype != np.uint8:
+    raise ValueError(f"sources must yield uint8 images; got {images.dtype}.")
+  if augment:
+    images = augment_batch(images, rng)
+  x = to_model_space(images)
+  if noise_std > 0:
+    x = x + noise_std * rng.standard_normal(x.shape, dtype=np.float32)
+  out = {k: v for k, v in batch.items() if k != "image"}
+  out["image"] = x
+  out["label"] = batch["label"].astype(np.int32)
+  return out
+
+
+def _shard_for_process(ds: grain.MapDataset, process_index: int, process_count: int):
+  if process_count > 1:
+    ds = ds[process_index::process_count]
+  return ds
+
+
+def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
+                  process_count: int = 1) -> grain.IterDataset:
+  """Infinite, shuffled (reshuffled every epoch), augmented stream of training batches.
+
+  The global order is fixed by `options.seed`; each process takes every `process_count`-th
+  example of it, so `options.batch_size` is the per-process batch.
+  """
+  ds = grain.MapDataset.source(source).seed(options.seed).shuffle().repeat(None)
+  ds = _shard_for_process(ds, process_index, process_count)
+  ds = ds.batch(options.batch_size, drop_remainder=True, batch_fn=_stack)
+
+  def finalize(index, batch):
+    rng = np.random.default_rng([options.seed, process_index, index])
+    batch = _finalize(batch, rng, augment=options.augment, noise_std=options.noise_std)
+    if index == options.poison_batch:
+      batch["image"] = np.full_like(batch["image"], np.nan)
+    return batch
+
+  ds = ds.map_with_index(finalize)
+  it = ds.to_iter_dataset()
+  if options.num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.num_workers))
+  return it
+
+
+def eval_batches(source, *, batch_size: int, noise_std: float = 0.03, seed: int = 0,
+                 process_index: int = 0, process_count: int = 1):
+  """Deterministic pass over `source` in order: no augmentation, the recipe's test-time noise.
+
+  The last batch is kept whole and padded to `batch_size` (so one compiled shape serves every
+  batch); `mask` marks the real examples.
+  """
+  ds = grain.MapDataset.source(source)
+  ds = _shard_for_process(ds, process_index, process_count)
+  n = len(ds)
+
+  def pad_and_finalize(index, examples):
+    batch = _stack(examples)
+    valid = len(examples)
+    rng = np.random.default_rng([seed, index])
+    batch = _finalize(batch, rng, augment=False, noise_std=noise_std)
+    if valid < batch_size:
+      batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - valid, axis=0)])
+               for k, v in batch.items()}
+    batch["mask"] = np.arange(batch_size) < valid
+    return batch
+
+  for index, start in enumerate(range(0, n, batch_size)):
+    examples = [ds[i] for i in range(start, min(start + batch_size, n))]
+    yield pad_and_finalize(index, examples)

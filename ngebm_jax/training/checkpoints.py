@@ -1,0 +1,167 @@
+"""Checkpoints of a run's workdir, with orbax.
+
+Layout of `workdir`:
+  config.json        the config the run was started with (resume refuses a different one)
+  checkpoints/<step> the newest train states (params, optimizer, step, keys, objective state)
+                     and the input iterator's position; written asynchronously and atomically
+  best/<step>        the parameters with the best validation accuracy so far
+  metrics.jsonl      one JSON object per logged step
+  results.json       test-set figures of the best checkpoint
+
+Restoring the newest train state falls back to the previous checkpoint, with a warning, when the
+newest one cannot be read (a damaged or half-copied directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+
+from ngebm_jax import models
+
+CONFIG_FILE = "config.json"
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpoints:
+  """The run's two checkpoint series: newest train states, and best parameters."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 2, use_async: bool = True):
+    self.workdir = os.path.abspath(workdir)
+    self.latest = ocp.CheckpointManager(
+        os.path.join(self.workdir, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=use_async),
+        item_names=("state", "data_iter"))
+    self.best = ocp.CheckpointManager(
+        os.path.join(self.workdir, "best"),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, enable_async_checkpointing=use_async),
+        item_names=("params", "metrics"))
+
+  def save(self, step: int, state, data_iter_state: dict | None) -> None:
+    args = {"state": ocp.args.StandardSave(state)}
+    if data_iter_state is not None:
+      args["data_iter"] = ocp.args.JsonSave(data_iter_state)
+    self.latest.save(step, args=ocp.args.Composite(**args), force=True)
+
+  def save_best(self, step: int, params, metrics: dict) -> None:
+    self.best.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), metrics=ocp.args.JsonSave(metrics)), force=True)
+
+  def best_metrics(self) -> dict | None:
+    step = self.best.latest_step()
+    if step is None:
+      return None
+    return self.best.restore(step, args=ocp.args.Composite(
+        metrics=ocp.args.JsonRestore()))["metrics"]
+
+  def restore_latest(self, target_state) -> tuple[Any, dict | None, int] | None:
+    """Newest readable train state as `(state, data_iter_state, step)`, or None if none.
+
+    `target_state` gives structure, shapes, dtypes and shardings (concrete or abstract).
+    """
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        restored = self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(target_state))))
+        data_iter_state = None
+        if os.path.isdir(os.path.join(self.latest.directory, str(step), "data_iter")):
+          data_iter_state = self.latest.restore(step, args=ocp.args.Composite(
+              data_iter=ocp.args.JsonRestore()))["data_iter"]
+        return restored["state"], data_iter_state, step
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("Checkpoint %d in %s could not be restored (%s: %s); trying the "
+                        "previous one.", step, self.latest.directory, type(e).__name__, e)
+    return None
+
+  def restore_best_params(self, target_params):
+    step = self.best.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"No best checkpoint in {self.best.directory}.")
+    return self.best.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(_abstract(target_params))))["params"], step
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _flatten(d: Any, prefix: str = "") -> dict:
+  if isinstance(d, dict):
+    out = {}
+    for k, v in d.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: d}
+
+
+def config_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict,
+                       ignore: tuple[str, ...] = ()) -> list[str]:
+  """Fields whose values differ, as 'field: old -> new' lines."""
+  a = _flatten(json.loads(old.to_json_best_effort()))
+  b = _flatten(json.loads(new.to_json_best_effort()))
+  lines = []
+  for k in sorted(set(a) | set(b)):
+    if k in ignore or any(k.startswith(p + ".") for p in ignore):
+      continue
+    if a.get(k, "<absent>") != b.get(k, "<absent>"):
+      lines.append(f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}")
+  return lines
+
+
+def load_run(workdir: str):
+  """The best parameters of a finished (or running) training run, for evaluation.
+
+  Returns:
+    `(config, model_fns, params)`: the run's config, its model's pure functions
+    (`ngebm_jax.models.ModelFns`) and the best parameters (by validation accuracy).
+  """
+  config = load_config(workdir)
+  from ngebm_jax.data import dataset_info  # pylint: disable=g-import-not-at-top
+  info = dataset_info(config)
+  fns, params = model_from_config(config, info.num_classes)
+  ckpts = Checkpoints(workdir, use_async=False)
+  try:
+    params, _ = ckpts.restore_best_params(params)
+  finally:
+    ckpts.close()
+  return config, fns, params
+
+
+def model_from_config(config, num_classes: int):
+  """`(model_fns, params)` of `config.model`, parameters initialized from `config.seed`."""
+  m = config.model
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  if m.get("dtype", "float32") not in dtypes:
+    raise ValueError(f"config.model.dtype must be one of {sorted(dtypes)}; got {m.dtype!r}.")
+  kwargs = {k: v for k, v in m.items() if k not in ("name", "dtype")}
+  return models.create_model(m.name, num_classes=num_classes, key=jax.random.key(config.seed),
+                             dtype=dtypes[m.get("dtype", "float32")], **kwargs)

@@ -1,0 +1,105 @@
+"""The trainer: the SPMD step on 8 devices equals one device; the smoke run end to end."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import smoke
+from ngebm_jax import experiment
+from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax.training import loop
+from ngebm_jax.training import objectives
+from ngebm_jax.training import spmd
+from ngebm_jax.training.state import TrainState, make_optimizer
+
+
+def _smoke_config(**overrides):
+  config = smoke.get_config()
+  config.update(overrides)
+  return config
+
+
+def _run_steps(config, devices, batches, *, use_pmap=False):
+  fns, params = ckpt_lib.model_from_config(config, 10)
+  objective = objectives.make_objective(config, fns)
+  optimizer = make_optimizer(1e-3, 2)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=optimizer.init(params),
+                     key=jax.random.key_data(jax.random.key(0)), objective_state={})
+  if use_pmap:
+    n = len(devices)
+    step = jax.pmap(spmd.train_step_fn(objective.loss_fn, optimizer), axis_name=spmd.AXIS,
+                    devices=devices)
+    state = jax.tree.map(lambda a: np.stack([np.asarray(a)] * n), state)
+    for batch in batches:
+      state, metrics = step(state, {k: v.reshape(n, -1, *v.shape[1:]) for k, v in batch.items()})
+    return jax.tree.map(lambda a: a[0], state.params), jax.tree.map(lambda a: a[0], metrics)
+  mesh = spmd.make_mesh(devices)
+  state = spmd.put_state(state, mesh)
+  step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state)
+  for batch in batches:
+    state, metrics = step(state, spmd.host_to_global(mesh, batch))
+  return state.params, metrics
+
+
+@pytest.mark.parametrize("objective", ["baseline", "ngebm"])
+def test_data_parallel_step_equals_single_device(objective):
+  assert jax.device_count() == 8
+  config = _smoke_config(objective=objective)
+  rng = np.random.default_rng(0)
+  batches = [{"image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
+              "label": rng.integers(0, 10, 16).astype(np.int32)} for _ in range(2)]
+  p1, m1 = _run_steps(config, jax.devices()[:1], batches)
+  p8, m8 = _run_steps(config, jax.devices(), batches)
+  pp, mp = _run_steps(config, jax.devices(), batches, use_pmap=True)
+  for other_p, other_m in ((p8, m8), (pp, mp)):
+    np.testing.assert_allclose(other_m["loss"], m1["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(other_p), jax.tree.leaves(p1)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
+  workdir = str(tmp_path / "run")
+  results = experiment.train_and_evaluate(_smoke_config(), workdir)
+  for name in ("config.json", "metrics.jsonl", "results.json"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, "checkpoints"))
+  assert os.listdir(os.path.join(workdir, "best"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    written = json.load(f)
+  assert written == pytest.approx(results)
+  assert 0 <= written["accuracy"] <= 1 and 0 <= written["ece"] <= 1 and written["nll"] > 0
+  assert written["num_examples"] == 128
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  train_steps = [l["step"] for l in lines if "train/loss" in l]
+  assert train_steps == [5, 10, 15, 20]
+  assert all(np.isfinite(l["train/loss"]) for l in lines if "train/loss" in l)
+  assert {"train/ce", "train/energy_var", "train/grad_norm"} <= set(lines[0])
+  assert any("val/accuracy" in l for l in lines)
+  # The saved parameters restore, and give the logged results again.
+  config, fns, params = ckpt_lib.load_run(workdir)
+  assert config.objective == "ngebm"
+  assert jax.tree.structure(params) == jax.tree.structure(
+      ckpt_lib.model_from_config(config, 10)[1])
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    (dict(objective="jem"), ValueError, "config.objective"),
+    (dict(batch_size=12), ValueError, "divisible"),
+    (dict(num_steps=0, num_epochs=0), ValueError, "num_steps"),
+    (dict(log_every_steps=0), ValueError, "log_every_steps"),
+])
+def test_bad_configs_fail_before_training(tmp_path, overrides, error, match):
+  with pytest.raises(error, match=match):
+    loop.train(_smoke_config(**overrides), str(tmp_path / "run"))
+
+
+def test_unknown_dataset_fails(tmp_path):
+  config = _smoke_config()
+  config.dataset.name = "imagenet"
+  with pytest.raises(ValueError, match="dataset.name"):
+    loop.train(config, str(tmp_path / "run"))
