@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from ngebm_jax import experiment
 from ngebm_jax.training import distributed
+from ngebm_jax.training import logging_utils
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -29,6 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging_utils.quiet_library_logs()
   distributed.initialize_if_needed()
   logging.info("JAX %s on %d process(es), %d device(s): %s", jax.__version__,
                jax.process_count(), jax.device_count(), jax.devices())

@@ -1,11 +1,17 @@
 """Test set-up: 8 CPU devices, so multi-device code is tested on any machine.
 
 Set before JAX is imported. Single-device references use `jax.devices()[:1]` explicitly.
+Compiled programs are cached on disk (and shared with subprocesses and xdist workers): many
+tests compile the same smoke-config step.
 """
 
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "ngebm_jax_test_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

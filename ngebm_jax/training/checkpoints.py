@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -71,6 +73,7 @@ class Checkpoints:
 
     `target_state` gives structure, shapes, dtypes and shardings (concrete or abstract).
     """
+    damaged = []
     for step in sorted(self.latest.all_steps(), reverse=True):
       try:
         restored = self.latest.restore(step, args=ocp.args.Composite(
@@ -79,11 +82,33 @@ class Checkpoints:
         if os.path.isdir(os.path.join(self.latest.directory, str(step), "data_iter")):
           data_iter_state = self.latest.restore(step, args=ocp.args.Composite(
               data_iter=ocp.args.JsonRestore()))["data_iter"]
+        self._set_aside(damaged)
         return restored["state"], data_iter_state, step
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("Checkpoint %d in %s could not be restored (%s: %s); trying the "
                         "previous one.", step, self.latest.directory, type(e).__name__, e)
+        damaged.append(step)
+    self._set_aside(damaged)
     return None
+
+  def _set_aside(self, steps) -> None:
+    """Moves unreadable checkpoints to `damaged_checkpoints/` (kept for inspection), so that
+    training can write those steps again."""
+    if not steps:
+      return
+    if jax.process_index() == 0:
+      target = os.path.join(self.workdir, "damaged_checkpoints")
+      os.makedirs(target, exist_ok=True)
+      for step in steps:
+        shutil.move(os.path.join(self.latest.directory, str(step)),
+                    os.path.join(target, f"{step}-{int(time.time())}"))
+    self.latest.reload()
+
+  def read_state(self, step: int | None = None):
+    """The saved train state of `step` (default: newest) as a tree of arrays, no target needed."""
+    step = self.latest.latest_step() if step is None else step
+    return self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
 
   def restore_best_params(self, target_params):
     step = self.best.latest_step()

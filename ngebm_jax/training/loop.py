@@ -51,6 +51,7 @@ class TrainResult:
   best_step: int | None
   best_val_accuracy: float | None
   preempted: bool
+  resumed_from_step: int | None
   skipped_nonfinite_steps: int
 
 
@@ -205,8 +206,10 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
       sources["train"], options, process_index=jax.process_index(),
       process_count=jax.process_count()))
   restored = ckpts.restore_latest(state)
+  resumed_from = None
   if restored is not None:
     state, iter_state, step = restored
+    resumed_from = step
     if iter_state is not None:
       train_iter.set_state(iter_state)
     logging.info("Resumed from the checkpoint of step %d in %s.", step, workdir)
@@ -302,4 +305,5 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
   return TrainResult(workdir=workdir, last_step=step,
                      best_step=best["step"] if best else None,
                      best_val_accuracy=best["val_accuracy"] if best else None,
-                     preempted=step < total, skipped_nonfinite_steps=skipped)
+                     preempted=step < total, resumed_from_step=resumed_from,
+                     skipped_nonfinite_steps=skipped)
