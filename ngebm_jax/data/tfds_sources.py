@@ -1,0 +1,500 @@
+"""Random-access sources over the real datasets (TFDS, array_record), for the NG-EBM recipe.
+
+What the recipe and the evaluation need (NGEBM.md, "Reference training recipe", "Evaluation
+protocol"):
+
+- `recipe_splits(name, data_dir)`: CIFAR-10 / CIFAR-100 as train 45,000 / validation 5,000 (both
+  from TFDS's `train`) / test 10,000.
+- `ood_sources(in_distribution, data_dir)`: the OOD test sets SVHN, CIFAR-100 (for a CIFAR-10
+  model; CIFAR-10 for a CIFAR-100 model) and CelebA when it is prepared.
+- `synthetic_ood(images, seed=...)`: "interp", "uniform" and "constant" from in-distribution
+  uint8 images (these need no download).
+- `load_eval_data(name, data_dir)`: the test set and all of the OOD sets above as in-memory uint8
+  arrays, for the evaluators.
+
+Every source returned here is random access (`len(s)`, `s[i]`) and yields exactly
+`{"image": uint8 [32, 32, 3], "label": int}`, the form the grain pipeline takes; OOD sets carry
+`label = NO_LABEL` (-1). Sources pickle, so grain worker processes can use them.
+
+Data must be prepared first (`experiments/prepare_data.py`). Nothing here downloads:
+`require_prepared` checks `data_dir/name/version/dataset_info.json` through TFDS's builder
+(no network, milliseconds) and raises `DatasetNotPreparedError` with the command that prepares
+the data, instead of TFDS's download attempt, which hangs for minutes offline.
+
+The 45,000 / 5,000 split is JEM's (and so NG-EBM's, a fork of JEM's code): `train_wrn_ebm.py`
+shuffles the training indices with `np.random.seed(1234); np.random.shuffle(all_inds)` and takes
+the first `n_valid = 5000` as validation. Those indices are positions in the official archive
+order (torchvision's CIFAR reads `data_batch_1..5` in order). TFDS stores records in a different
+(key-hashed) order but keeps the archive position in the `id` feature (`train_01234`), so the
+validation set here is exactly JEM's: the examples whose archive index is among the first 5,000
+of `np.random.RandomState(1234).permutation(50000)` (the same permutation as JEM's list shuffle).
+It does not depend on TFDS's storage order, and is the same for a TFDS-prepared and an
+archive-imported copy. Train and validation positions are returned in increasing storage order.
+Reading the 50,000 ids takes about a second (only the `id` is parsed) and is cached per process.
+
+CelebA (218x178 aligned faces) is center-cropped to 178x178 and resized to 32x32 with Pillow's
+antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)` on its own CelebA
+folder, which keeps the aspect ratio (39x32 images); we make the images square so that every OOD
+set has the in-distribution shape. Its test split (19,962 images) is used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+from absl import logging
+import numpy as np
+
+from ngebm_jax.data import tfds_import
+
+NO_LABEL = -1  # label of OOD examples: they belong to no in-distribution class
+IMAGE_SHAPE = (32, 32, 3)
+
+# Recipe split (JEM's train_wrn_ebm.py: np.random.seed(1234), n_valid=5000).
+RECIPE_NUM_VALIDATION = 5000
+RECIPE_SPLIT_SEED = 1234
+
+# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (NGEBM.md, JEM Table 3).
+OOD_DATASETS = {"svhn": "svhn_cropped", "cifar10": "cifar10", "cifar100": "cifar100",
+                "celeba": "celeb_a"}
+DEFAULT_OOD = {
+    "cifar10": ("svhn", "cifar100", "celeba"),
+    "cifar100": ("svhn", "cifar10", "celeba"),
+    "svhn_cropped": ("cifar10", "cifar100", "celeba"),
+}
+SYNTHETIC_OOD = ("interp", "uniform", "constant")
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+  """A TFDS dataset is not prepared in the data_dir; the message says how to prepare it."""
+
+
+def _versions_on_disk(dataset_dir: str) -> list[str]:
+  if not os.path.isdir(dataset_dir):
+    return []
+  return sorted(v for v in os.listdir(dataset_dir)
+                if re.fullmatch(r"\d+\.\d+\.\d+", v)
+                and os.path.isfile(os.path.join(dataset_dir, v, "dataset_info.json")))
+
+
+def require_prepared(name: str, data_dir: str | os.PathLike | None = None):
+  """Returns TFDS's builder for `name` if it is prepared in `data_dir`, else raises.
+
+  Fast and offline: TFDS's builder only looks at `data_dir/name/version/dataset_info.json`.
+
+  Args:
+    name: TFDS name, e.g. "cifar10", "cifar100", "svhn_cropped", "celeb_a".
+    data_dir: TFDS data directory; None means TFDS's default (`~/tensorflow_datasets` or
+      `$TFDS_DATA_DIR`).
+
+  Returns:
+    The `tfds.core.DatasetBuilder` (its `info` has the splits, sizes and label names).
+
+  Raises:
+    DatasetNotPreparedError: not prepared there (or prepared as tfrecord, which random access
+      cannot read); the message names the dataset, the folder and the command that prepares it.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=None if data_dir is None else os.fspath(data_dir))
+  version_dir = os.fspath(builder.data_dir)
+  dataset_dir = os.path.dirname(version_dir)
+  root = os.path.dirname(dataset_dir)
+  if name in tfds_import.TFDS_DATASETS:
+    how = f"Prepare it with:\n  {tfds_import.prepare_command(name, root)}"
+    if name in tfds_import.ARCHIVE_DATASETS:
+      how += (f"\nwith --archive=PATH to import it offline, without TensorFlow, from "
+              f"{tfds_import.ARCHIVE_HINTS[name]}; without --archive TFDS downloads it (needs "
+              "internet and TensorFlow).")
+    else:
+      how += ("\n(TFDS downloads it; needs internet and TensorFlow. Files downloaded by hand can "
+              "be given with --manual_dir=FOLDER.)")
+  else:
+    how = (f"Prepare it with TFDS: tfds.builder({name!r}, data_dir={root!r}, "
+           "file_format='array_record').download_and_prepare()")
+  if not builder.is_prepared():
+    others = _versions_on_disk(dataset_dir)
+    found = (f" Versions found there: {others}; this TFDS expects {builder.version}."
+             if others else "")
+    raise DatasetNotPreparedError(
+        f"Dataset {name!r} is not prepared in data_dir {root!r} (no "
+        f"{os.path.join(version_dir, 'dataset_info.json')}).{found} {how}")
+  file_format = getattr(builder.info.file_format, "value", builder.info.file_format)
+  if file_format != "array_record":
+    raise DatasetNotPreparedError(
+        f"Dataset {name!r} in {version_dir} is stored as {file_format}; random access "
+        f"(tfds.data_source) needs array_record. Prepare it again in another data_dir "
+        f"(TFDS's `tfds convert_format` tool can also convert it). {how}")
+  return builder
+
+
+def load_source(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
+                decoders: Mapping[str, Any] | None = None, deserialize_method=None):
+  """`tfds.data_source(name, split=split, data_dir=data_dir)`, never downloading.
+
+  Returns TFDS's own random-access source: items are the full feature dicts (e.g. CIFAR-10:
+  `{"id": bytes, "image": uint8 [32, 32, 3], "label": int64}`). Wrap it in `ImageLabelSource`
+  for the pipeline. `decoders` and `deserialize_method` are passed to `tfds.data_source`.
+
+  Raises:
+    DatasetNotPreparedError: see `require_prepared`.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  require_prepared(name, data_dir)
+  kwargs = {} if deserialize_method is None else {"deserialize_method": deserialize_method}
+  return tfds.data_source(name, split=split,
+                          data_dir=None if data_dir is None else os.fspath(data_dir),
+                          download=False, decoders=decoders, **kwargs)
+
+
+def center_crop_resize(image: np.ndarray, size: int = 32) -> np.ndarray:
+  """uint8 [H, W, 3] -> uint8 [size, size, 3]: central square crop, antialiased bilinear resize."""
+  h, w = image.shape[:2]
+  if (h, w) == (size, size):
+    return image
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  s = min(h, w)
+  top, left = (h - s) // 2, (w - s) // 2
+  square = Image.fromarray(np.asarray(image[top:top + s, left:left + s]))
+  return np.asarray(square.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+class ImageLabelSource:
+  """A view of a random-access source that yields `{"image": uint8 [32, 32, 3], "label": int}`.
+
+  Args:
+    source: random access, items are dicts with an "image" (and a label).
+    indices: positions of `source` to expose, in order; None for all of them.
+    label_key: the item key of the label; None gives every example `NO_LABEL`.
+    resize_to: center-crop and resize images to this square size (CelebA); None keeps them.
+  """
+
+  def __init__(self, source, indices: Sequence[int] | np.ndarray | None = None, *,
+               label_key: str | None = "label", resize_to: int | None = None):
+    self._source = source
+    self._indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+    if self._indices is not None and self._indices.ndim != 1:
+      raise ValueError(f"indices must be one-dimensional; got shape {self._indices.shape}.")
+    self._label_key = label_key
+    self._resize_to = resize_to
+
+  def __len__(self) -> int:
+    return len(self._source) if self._indices is None else len(self._indices)
+
+  @property
+  def indices(self) -> np.ndarray:
+    """int64 [len(self)]: the positions of the underlying source this view exposes."""
+    return np.arange(len(self._source)) if self._indices is None else self._indices
+
+  def _convert(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    image = np.asarray(item["image"])
+    if self._resize_to is not None:
+      image = center_crop_resize(image, self._resize_to)
+    label = NO_LABEL if self._label_key is None else int(item[self._label_key])
+    return {"image": image, "label": label}
+
+  def _position(self, index: int) -> int:
+    n = len(self)
+    if not -n <= index < n:
+      raise IndexError(f"index {index} out of range for a source of {n} examples.")
+    index = int(index) % n
+    return index if self._indices is None else int(self._indices[index])
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self._convert(self._source[self._position(index)])
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    positions = [self._position(i) for i in indices]
+    if hasattr(self._source, "__getitems__"):
+      items = self._source.__getitems__(positions)
+    else:
+      items = [self._source[p] for p in positions]
+    return [self._convert(item) for item in items]
+
+  def __repr__(self) -> str:
+    return (f"ImageLabelSource({self._source!r}, {len(self)} examples, "
+            f"label_key={self._label_key!r}, resize_to={self._resize_to})")
+
+
+def read_arrays(source, indices: Sequence[int] | None = None, *, chunk: int = 1000
+                ) -> dict[str, np.ndarray]:
+  """Reads a source into memory: {"image": uint8 [M, H, W, C], "label": int64 [M]}.
+
+  For example the in-distribution test images that `synthetic_ood` mixes.
+  """
+  indices = range(len(source)) if indices is None else list(indices)
+  images, labels = [], []
+  for start in range(0, len(indices), chunk):
+    part = [int(i) for i in indices[start:start + chunk]]
+    items = (source.__getitems__(part) if hasattr(source, "__getitems__")
+             else [source[i] for i in part])
+    images.extend(np.asarray(item["image"]) for item in items)
+    labels.extend(int(item["label"]) for item in items)
+  if not images:
+    raise ValueError("read_arrays: the source (or the index list) is empty.")
+  return {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}
+
+
+# --- the recipe's train / validation split ----------------------------------------------------
+
+
+def recipe_split_indices(archive_index: np.ndarray, *,
+                         num_validation: int = RECIPE_NUM_VALIDATION,
+                         seed: int = RECIPE_SPLIT_SEED) -> dict[str, np.ndarray]:
+  """JEM's train / validation split, in storage positions.
+
+  Args:
+    archive_index: int [N]: for each storage position, the example's index in the official
+      archive order (a permutation of 0..N-1; TFDS's `id` feature `train_01234` -> 1234).
+    num_validation: validation size (the recipe: 5,000).
+    seed: JEM's `np.random.seed(1234)`.
+
+  Returns:
+    {"train": int64 [N - num_validation], "validation": int64 [num_validation]}: storage
+    positions, increasing. Validation holds the examples whose archive index is among the first
+    `num_validation` entries of `np.random.RandomState(seed).permutation(N)`, which equals JEM's
+    `np.random.seed(seed); np.random.shuffle(list(range(N)))`.
+  """
+  archive_index = np.asarray(archive_index)
+  n = archive_index.shape[0] if archive_index.ndim == 1 else -1
+  if n < 0 or not np.array_equal(np.sort(archive_index), np.arange(n)):
+    raise ValueError("archive_index must be a permutation of 0..N-1 (one archive index per "
+                     "stored example).")
+  if isinstance(num_validation, bool) or not 0 < int(num_validation) < n:
+    raise ValueError(f"num_validation must be in [1, {n - 1}] for a training set of {n} "
+                     f"examples; got {num_validation}.")
+  permutation = np.random.RandomState(seed).permutation(n)
+  in_validation = np.zeros(n, dtype=bool)
+  in_validation[permutation[:int(num_validation)]] = True  # indexed by archive index
+  stored_in_validation = in_validation[archive_index]       # indexed by storage position
+  return {"train": np.flatnonzero(~stored_in_validation),
+          "validation": np.flatnonzero(stored_in_validation)}
+
+
+def _archive_index_from_ids(ids: Sequence[bytes | str], split: str) -> np.ndarray:
+  out = np.empty(len(ids), dtype=np.int64)
+  pattern = re.compile(rf"{split}_(\d+)")
+  for position, example_id in enumerate(ids):
+    text = example_id.decode() if isinstance(example_id, bytes) else str(example_id)
+    match = pattern.fullmatch(text)
+    if match is None:
+      raise ValueError(f"unexpected example id {text!r} at position {position}; expected "
+                       f"'{split}_<archive index>' as TFDS writes it.")
+    out[position] = int(match.group(1))
+  return out
+
+
+def _read_ids(name: str, split: str, data_dir: str | None) -> list[bytes]:
+  """The `id` feature of every stored example, in storage order.
+
+  Parses only the `id` out of the serialized records (about 1 s for 50,000 examples, against
+  8 s for TFDS's full per-example deserialization, which this falls back to).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    tf_example_pb2 = None
+  chunk = 5000
+  if tf_example_pb2 is not None:
+    raw = load_source(name, split, data_dir,
+                      deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    ids = []
+    for start in range(0, len(raw), chunk):
+      for record in raw.__getitems__(list(range(start, min(start + chunk, len(raw))))):
+        feature = tf_example_pb2.Example.FromString(record).features.feature["id"]
+        ids.append(feature.bytes_list.value[0])
+    return ids
+  source = load_source(name, split, data_dir, decoders={"image": tfds.decode.SkipDecoding()})
+  return [item["id"] for start in range(0, len(source), chunk)
+          for item in source.__getitems__(list(range(start, min(start + chunk, len(source)))))]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_archive_index(name: str, data_dir: str | None, split: str, stamp: int) -> np.ndarray:
+  del stamp  # part of the cache key only: a re-prepared dataset is read again
+  archive_index = _archive_index_from_ids(_read_ids(name, split, data_dir), split)
+  archive_index.setflags(write=False)
+  return archive_index
+
+
+def archive_index(name: str, split: str, data_dir: str | os.PathLike | None = None
+                  ) -> np.ndarray:
+  """int64 [N]: the official-archive index of each stored example of `split` (from its `id`)."""
+  builder = require_prepared(name, data_dir)
+  if "id" not in builder.info.features:
+    raise ValueError(f"{name} {builder.version} has no 'id' feature; the recipe split needs it.")
+  info = os.path.join(os.fspath(builder.data_dir), "dataset_info.json")
+  return _cached_archive_index(name, None if data_dir is None else os.fspath(data_dir), split,
+                               os.stat(info).st_mtime_ns)
+
+
+def recipe_splits(name: str, data_dir: str | os.PathLike | None = None, *,
+                  num_validation: int = RECIPE_NUM_VALIDATION,
+                  seed: int = RECIPE_SPLIT_SEED) -> dict[str, ImageLabelSource]:
+  """The recipe's splits: {"train", "validation"} from TFDS's train split, and "test".
+
+  CIFAR-10 / CIFAR-100: 45,000 / 5,000 / 10,000 (the split is JEM's; see the module docstring).
+  Works for any dataset with TFDS-style ids (e.g. svhn_cropped, as JEM did for SVHN).
+
+  Raises:
+    DatasetNotPreparedError: see `require_prepared`.
+  """
+  index = archive_index(name, "train", data_dir)
+  positions = recipe_split_indices(index, num_validation=num_validation, seed=seed)
+  train = load_source(name, "train", data_dir)
+  test = load_source(name, "test", data_dir)
+  return {"train": ImageLabelSource(train, positions["train"]),
+          "validation": ImageLabelSource(train, positions["validation"]),
+          "test": ImageLabelSource(test)}
+
+
+def num_classes(name: str, data_dir: str | os.PathLike | None = None) -> int:
+  """Number of classes of the prepared dataset's "label" feature."""
+  return int(require_prepared(name, data_dir).info.features["label"].num_classes)
+
+
+# --- OOD sets --------------------------------------------------------------------------------
+
+
+def ood_source(ood_name: str, data_dir: str | os.PathLike | None = None, *,
+               split: str = "test") -> ImageLabelSource:
+  """One OOD set ("svhn", "cifar10", "cifar100", "celeba") as 32x32 images with `NO_LABEL`.
+
+  Raises:
+    DatasetNotPreparedError: see `require_prepared`.
+  """
+  if ood_name not in OOD_DATASETS:
+    raise ValueError(f"unknown OOD set {ood_name!r}; known: {sorted(OOD_DATASETS)} (and the "
+                     f"synthetic {SYNTHETIC_OOD}, see synthetic_ood).")
+  tfds_name = OOD_DATASETS[ood_name]
+  source = load_source(tfds_name, split, data_dir)
+  resize_to = IMAGE_SHAPE[0] if tfds_name == "celeb_a" else None
+  return ImageLabelSource(source, label_key=None, resize_to=resize_to)
+
+
+def ood_sources(in_distribution: str, data_dir: str | os.PathLike | None = None, *,
+                names: Sequence[str] | None = None,
+                optional: Sequence[str] = ("celeba",)) -> dict[str, ImageLabelSource]:
+  """The real-image OOD sets for a model trained on `in_distribution`.
+
+  Args:
+    in_distribution: "cifar10", "cifar100" or "svhn_cropped".
+    data_dir: TFDS data directory.
+    names: OOD set names; default `DEFAULT_OOD[in_distribution]` (CIFAR-10: svhn, cifar100,
+      celeba).
+    optional: names that are skipped, with a logged warning and the command that prepares them,
+      when not prepared. Others raise.
+
+  Returns:
+    {ood name: source of {"image": uint8 [32, 32, 3], "label": NO_LABEL}}, test splits.
+
+  Raises:
+    DatasetNotPreparedError: a required set is not prepared.
+  """
+  if names is None:
+    if in_distribution not in DEFAULT_OOD:
+      raise ValueError(f"no default OOD sets for {in_distribution!r}; pass names= "
+                       f"(known: {sorted(OOD_DATASETS)}).")
+    names = DEFAULT_OOD[in_distribution]
+  out = {}
+  for ood_name in names:
+    if OOD_DATASETS.get(ood_name) == in_distribution:
+      raise ValueError(f"{ood_name!r} is the in-distribution dataset, not an OOD set.")
+    try:
+      out[ood_name] = ood_source(ood_name, data_dir)
+    except DatasetNotPreparedError as e:
+      if ood_name not in optional:
+        raise
+      logging.warning("Skipping the optional OOD set %r: %s", ood_name, e)
+  return out
+
+
+def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = None
+                  ) -> dict[str, np.ndarray]:
+  """The synthetic OOD sets, from in-distribution uint8 images (JEM §5.2 "interp", and noise).
+
+  interp    pixel average of two distinct random in-distribution images (halves rounded up);
+            JEM averages two shuffled test batches.
+  uniform   i.i.d. uniform pixels in 0..255.
+  constant  one random colour per image.
+
+  Args:
+    images: uint8 [N, H, W, C] in-distribution images (normally the test split), N >= 2.
+    seed: seeds a `numpy.random.Generator`; each set uses its own child seed.
+    num_examples: images per set, M; default N.
+
+  Returns:
+    {"interp", "uniform", "constant": uint8 [M, H, W, C]}.
+  """
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4:
+    raise ValueError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}.")
+  n = images.shape[0]
+  if n < 2:
+    raise ValueError(f"'interp' needs at least 2 in-distribution images; got {n}.")
+  m = n if num_examples is None else num_examples
+  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+    raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
+  m = int(m)
+  rng_interp, rng_uniform, rng_constant = (
+      np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+  first = rng_interp.integers(0, n, m)
+  second = (first + rng_interp.integers(1, n, m)) % n  # never the same image twice
+  total = images[first].astype(np.uint16) + images[second].astype(np.uint16)
+  shape = (m,) + images.shape[1:]
+  colours = rng_constant.integers(0, 256, (m, 1, 1, images.shape[3]), dtype=np.uint8)
+  return {
+      "interp": ((total + 1) // 2).astype(np.uint8),
+      "uniform": rng_uniform.integers(0, 256, shape, dtype=np.uint8),
+      "constant": np.broadcast_to(colours, shape).copy(),
+  }
+
+
+def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
+                   max_examples: int | None = None, seed: int = 0,
+                   ood_names: Sequence[str] | None = None,
+                   optional: Sequence[str] = ("celeba",)) -> dict[str, Any]:
+  """The test set and every OOD set of a model trained on `name`, as in-memory uint8 arrays.
+
+  Args:
+    name: the in-distribution TFDS dataset ("cifar10", "cifar100", "svhn_cropped").
+    data_dir: TFDS data directory.
+    max_examples: read at most this many examples of the test set and of each real OOD set (the
+      first ones in storage order, which TFDS has already shuffled by key hash); None: all.
+    seed: seeds the synthetic OOD sets.
+    ood_names: real OOD sets, default `DEFAULT_OOD[name]`; `optional` ones may be missing.
+
+  Returns:
+    {"test": (images uint8 [N, 32, 32, 3], labels int32 [N]),
+     "ood": {"svhn", "cifar100" (or "cifar10"), "celeba" (when prepared), "interp", "uniform",
+             "constant": uint8 [M, 32, 32, 3]}}; the synthetic sets have N images.
+
+  Raises:
+    DatasetNotPreparedError: the dataset or a required OOD set is not prepared.
+  """
+  if max_examples is not None and (isinstance(max_examples, bool) or int(max_examples) < 2):
+    raise ValueError(f"max_examples must be None or an integer >= 2; got {max_examples!r}.")
+  sources = ood_sources(name, data_dir, names=ood_names, optional=optional)  # fail fast
+
+  def first(source):
+    n = len(source) if max_examples is None else min(len(source), int(max_examples))
+    return read_arrays(source, range(n))
+
+  test = first(ImageLabelSource(load_source(name, "test", data_dir)))
+  ood = {}
+  for ood_name, source in sources.items():
+    logging.info("Reading the OOD set %s (%d examples).", ood_name,
+                 len(source) if max_examples is None else min(len(source), max_examples))
+    ood[ood_name] = first(source)["image"]
+  ood.update(synthetic_ood(test["image"], seed=seed))
+  return {"test": (test["image"], test["label"].astype(np.int32)), "ood": ood}
+
+
+__all__ = ["NO_LABEL", "RECIPE_NUM_VALIDATION", "RECIPE_SPLIT_SEED", "OOD_DATASETS",
+           "DEFAULT_OOD", "SYNTHETIC_OOD", "DatasetNotPreparedError", "ImageLabelSource",
+           "require_prepared", "load_source", "read_arrays", "recipe_split_indices",
+           "archive_index", "recipe_splits", "num_classes", "ood_source", "ood_sources",
+           "synthetic_ood", "center_crop_resize", "load_eval_data"]

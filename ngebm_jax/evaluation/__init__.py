@@ -1,0 +1,64 @@
+"""Evaluation of classifiers read as EBMs: calibration, OOD detection, adversarial robustness.
+
+NGEBM.md, "Evaluation protocol". Data flows one way: a trained model -> `evaluators` (chosen by
+name) -> per-run figures -> `report` (results.json, report.md, plots).
+
+Modules:
+  calibration: expected_calibration_error, calibration_bins, negative_log_likelihood, brier_score.
+  ood: OOD scores (log_density, max_softmax, approximate_mass) and metrics (AUROC, AUPR, FPR@95).
+  robustness: PGD L-inf / L2 attacks and robust_accuracy.
+  plots: reliability diagram, OOD histograms, ROC and robustness curves (PNG files).
+  evaluators: EvalInputs, EvalOptions, the EVALUATORS registry and run_evaluators.
+  report: write_report (results.json and report.md).
+  runs: evaluate_workdirs, the library side of `python -m experiments.evaluate`.
+
+The metrics and attacks import only NumPy and JAX (scikit-learn on the first OOD metric). The
+evaluators, report and runs, which need matplotlib and the trainer's checkpoints, load on first
+use of their names here (`ngebm_jax.evaluation.EvalInputs`, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ngebm_jax.evaluation.calibration import accuracy
+from ngebm_jax.evaluation.calibration import brier_score
+from ngebm_jax.evaluation.calibration import calibration_bins
+from ngebm_jax.evaluation.calibration import expected_calibration_error
+from ngebm_jax.evaluation.calibration import negative_log_likelihood
+from ngebm_jax.evaluation.ood import SCORE_NAMES
+from ngebm_jax.evaluation.ood import fpr_at_tpr
+from ngebm_jax.evaluation.ood import make_score_fn
+from ngebm_jax.evaluation.ood import ood_metrics
+from ngebm_jax.evaluation.ood import ood_scores
+from ngebm_jax.evaluation.robustness import DEFAULT_EPSILONS
+from ngebm_jax.evaluation.robustness import STANDARD_EPSILONS
+from ngebm_jax.evaluation.robustness import make_pgd_attack
+from ngebm_jax.evaluation.robustness import pgd_attack
+from ngebm_jax.evaluation.robustness import robust_accuracy
+
+# Heavier names, imported on first access (PEP 562).
+_LAZY = {
+    "EVALUATORS": "evaluators",
+    "EvalInputs": "evaluators",
+    "EvalOptions": "evaluators",
+    "run_evaluators": "evaluators",
+    "write_report": "report",
+    "evaluate_workdirs": "runs",
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    module = importlib.import_module(f"ngebm_jax.evaluation.{_LAZY[name]}")
+    return getattr(module, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_EPSILONS", "EVALUATORS", "EvalInputs", "EvalOptions", "SCORE_NAMES",
+    "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins", "evaluate_workdirs",
+    "expected_calibration_error", "fpr_at_tpr", "make_pgd_attack", "negative_log_likelihood",
+    "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy", "run_evaluators",
+    "write_report",
+]

@@ -1,0 +1,142 @@
+"""Plots of the evaluation: reliability diagram, OOD score histograms, ROC and robustness curves.
+
+Each function draws one figure and writes it as a PNG to `path` (parent folders are created).
+Figures are built with `matplotlib.figure.Figure` and the Agg canvas directly, never through
+pyplot, so importing this module changes no global matplotlib state and needs no display.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import numpy as np
+
+
+def _save(fig: Figure, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
+  return path
+
+
+def reliability_diagram(bins: Mapping[str, Any], path: str, *, title: str | None = None,
+                        ece: float | None = None) -> str:
+  """Reliability diagram: accuracy per confidence bin, the gap to the diagonal, and bin counts.
+
+  Args:
+    bins: the dict of `calibration.calibration_bins` (`accuracy`, `confidence`, `count`, `edges`).
+    path: where to write the PNG.
+    title: figure title.
+    ece: the ECE to print on the plot (a fraction; shown in percent).
+
+  Returns:
+    `path`.
+  """
+  edges = np.asarray(bins["edges"], dtype=float)
+  accuracy = np.asarray(bins["accuracy"], dtype=float)
+  confidence = np.asarray(bins["confidence"], dtype=float)
+  count = np.asarray(bins["count"], dtype=float)
+  left, width = edges[:-1], np.diff(edges)
+  filled = count > 0
+
+  fig = Figure(figsize=(5, 6.5))
+  ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
+  ax.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="tab:blue",
+         edgecolor="black", linewidth=0.5, label="accuracy")
+  # Gap bars: from the accuracy to the mean confidence of the bin (red: the miscalibration).
+  gap = confidence - accuracy
+  ax.bar(left[filled], gap[filled], bottom=accuracy[filled], width=width[filled], align="edge",
+         color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", linewidth=0.5,
+         label="gap to mean confidence")
+  ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_ylabel("accuracy")
+  ax.legend(loc="upper left", fontsize=8)
+  if ece is not None:
+    ax.text(0.97, 0.03, f"ECE = {100 * ece:.2f}%", transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=10, bbox=dict(facecolor="white", alpha=0.8))
+  if title:
+    ax.set_title(title)
+  ax_count.bar(left, count, width=width, align="edge", color="gray", edgecolor="black",
+               linewidth=0.5)
+  ax_count.set_xlabel("confidence (max p(y|x))")
+  ax_count.set_ylabel("count")
+  if count.max() > 0 and count[filled].min() > 0 and count.max() / count[filled].min() > 100:
+    ax_count.set_yscale("log")
+  return _save(fig, path)
+
+
+def ood_histogram(scores_in: Any, scores_out: Any, path: str, *, score_name: str,
+                  in_name: str = "in-distribution", out_name: str = "OOD",
+                  title: str | None = None, num_bins: int = 50) -> str:
+  """Overlaid normalized histograms of one OOD score on the in-distribution and an OOD set."""
+  scores_in = np.asarray(scores_in, dtype=float)
+  scores_out = np.asarray(scores_out, dtype=float)
+  both = np.concatenate([scores_in, scores_out])
+  lo, hi = float(both.min()), float(both.max())
+  if hi <= lo:
+    lo, hi = lo - 0.5, hi + 0.5
+  bin_edges = np.linspace(lo, hi, num_bins + 1)
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  ax.hist(scores_in, bins=bin_edges, density=True, alpha=0.5, label=in_name)
+  ax.hist(scores_out, bins=bin_edges, density=True, alpha=0.5, label=out_name)
+  ax.set_xlabel(score_name)
+  ax.set_ylabel("density")
+  ax.legend()
+  ax.set_title(title or f"{score_name}: {in_name} vs {out_name}")
+  return _save(fig, path)
+
+
+def roc_curves(curves: Mapping[str, tuple[Any, Any]], path: str, *,
+               title: str | None = None) -> str:
+  """ROC curves, one line per entry.
+
+  Args:
+    curves: name -> `(fpr, tpr)` arrays (e.g. from `ood.roc_curve`), in-distribution positive;
+      the name is shown in the legend, e.g. `"svhn (AUROC 0.91)"`.
+    path: where to write the PNG.
+    title: figure title.
+  """
+  fig = Figure(figsize=(5, 5))
+  ax = fig.subplots()
+  for name, (fpr, tpr) in curves.items():
+    ax.plot(np.asarray(fpr), np.asarray(tpr), label=name)
+  ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=0.8)
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.01)
+  ax.set_xlabel("false-positive rate (OOD accepted)")
+  ax.set_ylabel("true-positive rate (in-distribution accepted)")
+  ax.legend(loc="lower right", fontsize=8)
+  if title:
+    ax.set_title(title)
+  return _save(fig, path)
+
+
+def robustness_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str,
+                      *, norm: str, title: str | None = None) -> str:
+  """Accuracy against PGD epsilon, one line per run.
+
+  Args:
+    curves: run name -> `(epsilons, accuracies)`, epsilons in [0, 1] pixel units.
+    path: where to write the PNG.
+    norm: `"linf"` (the x axis is then shown in units of 1/255) or `"l2"`.
+    title: figure title.
+  """
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  scale = 255.0 if norm == "linf" else 1.0
+  for name, (epsilons, accuracies) in curves.items():
+    ax.plot(np.asarray(epsilons, dtype=float) * scale, np.asarray(accuracies, dtype=float),
+            marker="o", markersize=3, label=name)
+  ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
+  ax.set_ylabel("accuracy under PGD")
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title or f"PGD {'L-inf' if norm == 'linf' else 'L2'} robustness")
+  return _save(fig, path)

@@ -1,0 +1,330 @@
+"""The evaluation report: `results.json` with every figure, and `report.md` side by side.
+
+Input: `results`, a dict run name -> that run's figures, as `evaluators.run_evaluators` returns
+them, plus an optional `"meta"` dict (`dataset`, `objective`, `model`, `step`, `workdir`, ...).
+A run's plots live in `run_subdir(run_name)` under the report folder; their paths in the figures
+are relative to that subfolder.
+
+`report.md` has a side-by-side table of the runs (accuracy, NLL, ECE, Brier, AUROC per OOD set and
+score, accuracy under PGD at the standard epsilons), the robustness curves of all runs on one plot
+per norm, links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the
+published figures of NGEBM.md ("Published figures to check against") beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from ngebm_jax.evaluation import ood
+from ngebm_jax.evaluation import plots
+from ngebm_jax.evaluation import robustness
+
+_JEM = "JEM Table 3 (in HybViT, arXiv 2208.07791, Tables 3, 11)"
+
+# NGEBM.md, "Published figures to check against" (CIFAR, WRN-28-10). Each entry: the figure, the
+# model it was measured on, its value, its source, and where to find ours:
+# ("metric", evaluator, *path) with values as fractions, or ("ece_ratio", None).
+PUBLISHED = {
+    "cifar10": [
+        ("test accuracy", "JEM", 0.929, "JEM paper (HybViT Table 1)",
+         ("metric", "classification", "accuracy")),
+        *[(f"OOD AUROC {ood_set}, {ood.SCORE_TITLES[score]}", model, value, _JEM,
+           ("metric", "ood", "metrics", ood_set, score, "auroc"))
+          for score, model, values in (
+              ("log_density", "JEM", (.67, .65, .67, .75)),
+              ("max_softmax", "JEM", (.89, .75, .87, .79)),
+              ("max_softmax", "WRN baseline", (.93, .77, .85, .62)))
+          for ood_set, value in zip(("svhn", "interp", "cifar100", "celeba"), values)],
+        ("ECE ratio baseline / NG-EBM", "NG-EBM vs baseline", 2.5, "NG-EBM abstract",
+         ("ece_ratio", None)),
+    ],
+    "cifar100": [
+        ("ECE", "WRN baseline", 0.2232, "JEM paper (figs/ of JEM's repository)",
+         ("metric", "calibration", "ece")),
+        ("ECE", "JEM", 0.0487, "JEM paper (figs/ of JEM's repository)",
+         ("metric", "calibration", "ece")),
+        ("ECE ratio baseline / NG-EBM", "NG-EBM vs baseline", 7.5, "NG-EBM abstract",
+         ("ece_ratio", None)),
+    ],
+}
+
+
+def canonical(name: Any) -> str:
+  """`"CIFAR-100"`, `"cifar_100"` -> `"cifar100"`: lower case, letters and digits only."""
+  return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def objective_kind(objective: Any) -> str:
+  """`"baseline"`, `"ngebm"`, `"sgld_ebm"` (JEM), or the canonical name if none of those."""
+  c = canonical(objective)
+  if c in ("baseline", "ce", "crossentropy", "classifier"):
+    return "baseline"
+  if c in ("ngebm", "nonegenerative", "nongenerativeebm"):
+    return "ngebm"
+  if c in ("sgldebm", "jem", "sgld"):
+    return "sgld_ebm"
+  return c
+
+
+def run_subdir(run_name: str) -> str:
+  """The subfolder of the report folder that holds a run's plots."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
+
+
+def to_jsonable(value: Any) -> Any:
+  """NumPy / JAX scalars and arrays to Python; non-finite floats to `None` (strict JSON)."""
+  if isinstance(value, Mapping):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, (str, bool)) or value is None:
+    return value
+  if isinstance(value, (int, np.integer)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else None
+  if hasattr(value, "tolist"):  # arrays
+    return to_jsonable(np.asarray(value).tolist())
+  return str(value)
+
+
+def _get(d: Any, *path: str) -> Any:
+  for p in path:
+    if not isinstance(d, Mapping):
+      return None
+    if p in d:
+      d = d[p]
+    else:  # OOD set names are matched canonically ("cifar_100" == "cifar100")
+      matches = [k for k in d if canonical(k) == canonical(p)]
+      if not matches:
+        return None
+      d = d[matches[0]]
+  return d
+
+
+def _pct(v: Any) -> str:
+  return "–" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+  return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _eps_label(norm: str, eps: float) -> str:
+  if norm == "linf":
+    return f"{eps * 255:g}/255"
+  return f"{eps:g}"
+
+
+def _robust_at(figures: Mapping, norm: str, eps: float) -> float | None:
+  r = _get(figures, "robustness", norm)
+  if not r:
+    return None
+  for e, a in zip(r["epsilons"], r["accuracy"]):
+    if abs(e - eps) < 1e-9:
+      return a
+  return None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  """A Markdown table; `|` inside a cell (as in "max p(y|x)") is escaped."""
+  def row(cells):
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+  return [row(header), "|" + " --- |" * len(header)] + [row(r) for r in rows]
+
+
+def _rows(results: Mapping[str, Mapping], specs) -> list[list[str]]:
+  """One row per `(label, fn)` of `specs` with a value for at least one run."""
+  rows = []
+  for label, fn in specs:
+    values = [fn(f) for f in results.values()]
+    if any(v != "–" for v in values):
+      rows.append([label] + values)
+  return rows
+
+
+def _ood_sets(results: Mapping[str, Mapping]) -> list[str]:
+  sets = []
+  for f in results.values():
+    for s in (_get(f, "ood", "metrics") or {}):
+      if s not in sets:
+        sets.append(s)
+  return sets
+
+
+def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
+  """The side-by-side tables: one column per run."""
+  header = ["figure"] + list(results)
+  bins = next((_get(f, "calibration", "num_bins") for f in results.values()
+               if _get(f, "calibration", "num_bins")), 20)
+  sections = [
+      ("Runs", [
+          ("dataset", lambda f: str(_get(f, "meta", "dataset") or "–")),
+          ("objective", lambda f: str(_get(f, "meta", "objective") or "–")),
+          ("model", lambda f: str(_get(f, "meta", "model") or "–")),
+          ("best step", lambda f: str(_get(f, "meta", "best_step") or "–")),
+      ]),
+      ("Classification and calibration", [
+          ("test accuracy", lambda f: _pct(_get(f, "classification", "accuracy"))),
+          ("NLL (nats)", lambda f: _num(_get(f, "classification", "nll"))),
+          ("Brier score", lambda f: _num(_get(f, "classification", "brier"), 4)),
+          (f"ECE ({bins} bins, mean confidence)",
+           lambda f: _pct(_get(f, "calibration", "ece"))),
+          ("ECE, bin centre (as the NG-EBM code)",
+           lambda f: _pct(_get(f, "calibration", "ece_bin_center"))),
+      ]),
+  ]
+  sets = _ood_sets(results)
+  for title, key, fmt in (("OOD detection: AUROC (higher is better)", "auroc", _num),
+                          ("OOD detection: FPR at 95% TPR (lower is better)", "fpr_at_95_tpr",
+                           _pct)):
+    sections.append((title, [
+        (f"{s}, {ood.SCORE_TITLES[score]}",
+         lambda f, s=s, score=score, key=key, fmt=fmt: fmt(
+             _get(f, "ood", "metrics", s, score, key)))
+        for s in sets for score in ood.SCORE_NAMES]))
+  sections.append(("Accuracy under PGD (epsilons in [0, 1] pixel units)", [
+      (f"{'L-inf' if norm == 'linf' else 'L2'}, eps {_eps_label(norm, eps)}",
+       lambda f, norm=norm, eps=eps: _pct(_robust_at(f, norm, eps)))
+      for norm in robustness.NORMS for eps in robustness.STANDARD_EPSILONS[norm]]))
+  lines = []
+  for title, specs in sections:
+    rows = _rows(results, specs)
+    if rows:
+      lines += ["", f"### {title}", ""] + _table(header, rows)
+  return lines
+
+
+def _ece_ratio(results: Mapping[str, Mapping], dataset: str) -> float | None:
+  """ECE of the first baseline run over ECE of the first NG-EBM run on `dataset`."""
+  ece = {}
+  for f in results.values():
+    if canonical(_get(f, "meta", "dataset")) != dataset:
+      continue
+    kind = objective_kind(_get(f, "meta", "objective"))
+    value = _get(f, "calibration", "ece")
+    if value is not None and kind not in ece:
+      ece[kind] = value
+  if "baseline" in ece and ece.get("ngebm"):
+    return ece["baseline"] / ece["ngebm"]
+  return None
+
+
+def _published_section(results: Mapping[str, Mapping]) -> list[str]:
+  lines = []
+  for dataset, entries in PUBLISHED.items():
+    runs = [r for r, f in results.items() if canonical(_get(f, "meta", "dataset")) == dataset]
+    if not runs:
+      continue
+    lines += ["", f"## Published figures beside ours ({dataset})", "",
+              "Published values are for WRN-28-10 trained with the full recipe; ours are for the "
+              "models listed above. Percentages for accuracy and ECE, AUROC as a fraction.", ""]
+    rows = []
+    for label, model, value, source, (kind, *path) in entries:
+      if kind == "ece_ratio":
+        ratio = _ece_ratio(results, dataset)
+        ours = ["–" if ratio is None else f"{ratio:.2f}x"] + [""] * (len(runs) - 1)
+        published = f"{value:g}x"
+      else:
+        as_pct = path[-1] in ("accuracy", "ece")
+        fmt = _pct if as_pct else (lambda v: _num(v, 2))
+        ours = [fmt(_get(results[r], *path)) for r in runs]
+        published = fmt(value)
+      rows.append([label, model, published] + ours + [source])
+    lines += _table(["figure", "published model", "published"] + runs + ["source"], rows)
+  return lines
+
+
+def _link(run: str, rel: str | None, text: str) -> str:
+  return "–" if not rel else f"[{text}]({run_subdir(run)}/{rel})"
+
+
+def _plot_links(results: Mapping[str, Mapping]) -> list[str]:
+  """Per run: the reliability diagram inline, links to ROC curves and score histograms."""
+  lines = []
+  for run, figures in results.items():
+    reliability = _get(figures, "calibration", "plots", "reliability")
+    ood_plots = _get(figures, "ood", "plots") or {}
+    robust_plots = _get(figures, "robustness", "plots") or {}
+    if not (reliability or ood_plots or robust_plots):
+      continue
+    lines += ["", f"### {run}", ""]
+    if reliability:
+      lines += [f"![reliability diagram, {run}]({run_subdir(run)}/{reliability})", ""]
+    rocs = [_link(run, ood_plots.get(f"roc/{s}"), ood.SCORE_TITLES[s]) for s in ood.SCORE_NAMES
+            if f"roc/{s}" in ood_plots]
+    if rocs:
+      lines += ["ROC curves: " + " · ".join(rocs), ""]
+    sets = list(_get(figures, "ood", "metrics") or {})
+    scores = [s for s in ood.SCORE_NAMES if any(f"hist/{s}/{o}" in ood_plots for o in sets)]
+    if sets and scores:
+      lines += ["Score histograms (test vs OOD set):", ""]
+      lines += _table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
+                      [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram")
+                              for s in scores] for o in sets])
+      lines.append("")
+    if robust_plots:
+      lines += ["Robustness: " + " · ".join(_link(run, rel, norm)
+                                             for norm, rel in robust_plots.items()), ""]
+  return lines
+
+
+def write_report(results: Mapping[str, Mapping], output_dir: str, *,
+                 title: str = "NG-EBM evaluation report") -> dict[str, str]:
+  """Writes `results.json`, the cross-run robustness plots and `report.md` into `output_dir`.
+
+  Args:
+    results: run name -> figures (evaluator name -> dict, plus optional `"meta"`).
+    output_dir: the report folder (created); each run's plots are in `run_subdir(run)` below it.
+    title: the report's heading.
+
+  Returns:
+    dict with the paths written: `results_json`, `report_md`, and `robustness_<norm>` plots.
+  """
+  if not results:
+    raise ValueError("results is empty: evaluate at least one run.")
+  os.makedirs(output_dir, exist_ok=True)
+  written = {}
+  json_path = os.path.join(output_dir, "results.json")
+  with open(json_path, "w") as f:
+    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+  written["results_json"] = json_path
+
+  curve_plots = {}
+  for norm in robustness.NORMS:
+    curves = {run: (r["epsilons"], r["accuracy"]) for run, f in results.items()
+              if (r := _get(f, "robustness", norm))}
+    if curves:
+      path = plots.robustness_curves(curves, os.path.join(output_dir, f"robustness_{norm}.png"),
+                                     norm=norm, title=f"PGD {norm}, all runs")
+      curve_plots[norm] = os.path.basename(path)
+      written[f"robustness_{norm}"] = path
+
+  lines = [f"# {title}", "",
+           f"{len(results)} run(s), side by side. Every figure is in [results.json]"
+           "(results.json), with the settings of each run (test-time input noise, bins, PGD "
+           "steps, number of examples attacked) under `meta.options`.",
+           "", "## Side by side"]
+  lines += _summary_sections(results)
+  lines += ["", "AUROC: the in-distribution test set is the positive class; FPR at 95% TPR: "
+            "the fraction of an OOD set accepted at the threshold that accepts 95% of the test "
+            "set; PGD: accuracy on the attacked test examples."]
+  lines += _published_section(results)
+  if curve_plots:
+    lines += ["", "## Robustness curves", ""]
+    for norm, name in curve_plots.items():
+      lines += [f"![PGD {norm}, all runs]({name})", ""]
+  plot_lines = _plot_links(results)
+  if plot_lines:
+    lines += ["", "## Plots per run"] + plot_lines
+  md_path = os.path.join(output_dir, "report.md")
+  with open(md_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  written["report_md"] = md_path
+  return written

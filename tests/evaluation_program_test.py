@@ -1,0 +1,67 @@
+"""End to end: `python -m experiments.evaluate` on a smoke-sized run writes the whole report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from configs import smoke
+from ngebm_jax.evaluation import runs
+from ngebm_jax.training import checkpoints as ckpt_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_workdir(path, objective):
+  """A workdir as training leaves it: config.json and a best checkpoint (untrained weights)."""
+  config = smoke.get_config()
+  config.objective = objective
+  config.dataset.num_test = 32
+  os.makedirs(path)
+  ckpt_lib.save_config(path, config)
+  _, params = ckpt_lib.model_from_config(config, 10)
+  ckpts = ckpt_lib.Checkpoints(path, use_async=False)
+  ckpts.save_best(10, params, {"val/accuracy": 0.1})
+  ckpts.wait()
+  ckpts.close()
+  return path
+
+
+def test_program_writes_the_report(tmp_path):
+  workdir = make_workdir(str(tmp_path / "ngebm run"), "ngebm")
+  out = str(tmp_path / "report")
+  cmd = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", f"--output={out}",
+         "--ood_sets=interp,uniform", "--max_examples=24", "--batch_size=16", "--pgd_steps=2",
+         "--robustness_num_examples=8", "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5",
+         "--noise_std=0"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert list(results) == ["ngebm run"]
+  r = results["ngebm run"]
+  assert set(r) == {"meta", "classification", "calibration", "ood", "robustness"}
+  assert r["meta"]["objective"] == "ngebm" and r["meta"]["best_step"] == 10
+  assert r["meta"]["options"]["pgd_steps"] == 2 and r["meta"]["options"]["noise_std"] == 0
+  assert r["classification"]["num_examples"] == 24
+  assert set(r["ood"]["metrics"]) == {"interp", "uniform"}
+  assert r["robustness"]["linf"]["epsilons"] == [0.0, 8 / 255]
+  run_dir = os.path.join(out, "ngebm_run")
+  for rel in [*r["calibration"]["plots"].values(), *r["ood"]["plots"].values()]:
+    assert os.path.getsize(os.path.join(run_dir, rel)) > 1000, rel
+  for name in ("report.md", "robustness_linf.png", "robustness_l2.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 100, name
+  with open(os.path.join(out, "report.md")) as f:
+    md = f.read()
+  assert "| figure | ngebm run |" in md and "| interp, log p~(x) |" in md
+
+
+def test_run_names_and_options():
+  assert runs.run_names(["a/x", "b/x/", "y"]) == ["x", "x_2", "y"]
+  config = smoke.get_config()
+  options = runs.eval_options(config, dict(pgd_steps=3, epsilons_l2=[0, 1]))
+  assert options.pgd_steps == 3 and options.epsilons == {"l2": (0.0, 1.0)}
+  assert options.noise_std == config.dataset.noise_std
+  assert options.batch_size == config.eval.batch_size

@@ -1,0 +1,166 @@
+"""Tests of ngebm_jax.evaluation plots, evaluators and report on a tiny linear model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ngebm_jax.evaluation import calibration
+from ngebm_jax.evaluation import evaluators
+from ngebm_jax.evaluation import ood
+from ngebm_jax.evaluation import plots
+from ngebm_jax.evaluation import report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+  with open(path, "rb") as f:
+    head = f.read(8)
+  return head == PNG_MAGIC and os.path.getsize(path) > 1000
+
+
+def linear(params, x):
+  return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+
+
+def make_inputs(batch_size=32, noise_std=0.03, key_impl="rbg"):
+  # "rbg" keys compile faster on CPU than the default threefry (about 1 s per function).
+  rng = np.random.default_rng(0)
+  classes, shape = 3, (6, 6, 3)
+  labels = rng.integers(0, classes, 60).astype(np.int32)
+  # Class k brightens channel k: a linear model separates the classes.
+  images = rng.uniform(-0.5, 0.5, (60,) + shape)
+  images[np.arange(60), :, :, labels] += 0.4
+  w = np.zeros((int(np.prod(shape)), classes))
+  for k in range(classes):
+    w[np.arange(int(np.prod(shape))) % 3 == k, k] = 0.2
+  params = dict(w=jnp.asarray(w, jnp.float32), b=jnp.zeros(classes))
+  ood_images = {
+      # At least batch_size images each, so that the batches of every set share one shape.
+      "svhn": rng.uniform(-1, 1, (40,) + shape).astype(np.float32),
+      "cifar_100": rng.uniform(-0.2, 0.2, (36,) + shape).astype(np.float32),
+  }
+  options = evaluators.EvalOptions(
+      noise_std=noise_std, batch_size=batch_size, num_bins=10, pgd_steps=3,
+      epsilons={"linf": (0.0, 8 / 255, 30 / 255), "l2": (0.0, 0.5)},
+      robustness_num_examples=16)
+  return evaluators.EvalInputs(
+      apply_fn=linear, params=params, images=images.astype(np.float32), labels=labels,
+      ood_images=ood_images, key=jax.random.key(0, impl=key_impl), options=options)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("report"))
+  inputs = make_inputs()
+  run_dir = os.path.join(out, report.run_subdir("baseline run"))
+  figures = evaluators.run_evaluators(list(evaluators.EVALUATORS), inputs, run_dir)
+  return out, run_dir, inputs, figures
+
+
+def test_evaluators_return_their_figures(evaluated):
+  _, run_dir, inputs, figures = evaluated
+  assert set(figures) == {"classification", "calibration", "ood", "robustness"}
+  c = figures["classification"]
+  logits = evaluators.test_logits(inputs)
+  assert c["accuracy"] == pytest.approx(calibration.accuracy(logits, inputs.labels))
+  assert c["accuracy"] > 0.9 and c["num_examples"] == 60 and c["nll"] > 0
+  cal = figures["calibration"]
+  assert 0 <= cal["ece"] <= 1 and sum(cal["bins"]["count"]) == 60
+  assert len(cal["bins"]["edges"]) == 11
+  m = figures["ood"]["metrics"]
+  assert set(m) == {"svhn", "cifar_100"}
+  for set_name in m:
+    assert set(m[set_name]) == set(ood.SCORE_NAMES)
+    for values in m[set_name].values():
+      assert set(values) == {"auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr"}
+  r = figures["robustness"]
+  assert r["num_examples"] == 16
+  assert r["linf"]["epsilons"] == pytest.approx([0.0, 8 / 255, 30 / 255])
+  assert r["linf"]["accuracy"][0] >= r["linf"]["accuracy"][-1]
+  assert len(r["l2"]["accuracy"]) == 2
+  for evaluator in ("calibration", "ood", "robustness"):
+    for rel in figures[evaluator]["plots"].values():
+      assert is_png(os.path.join(run_dir, rel)), rel
+  json.dumps(report.to_jsonable(figures), allow_nan=False)
+
+
+def test_input_noise_does_not_depend_on_the_batch_size():
+  # Per-example noise keys; threefry (the default) keys give the same bits under vmap.
+  inputs = make_inputs(batch_size=7, key_impl="threefry2x32")
+  a = evaluators.test_logits(inputs)
+  b = evaluators.test_logits(make_inputs(batch_size=60, key_impl="threefry2x32"))
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  p = jax.tree.map(np.asarray, inputs.params)
+  clean = inputs.images.reshape(60, -1) @ p["w"] + p["b"]
+  assert 1e-3 < np.abs(a - clean).max() < 0.5  # noise of std 0.03 went in
+
+
+def test_report_writes_json_markdown_and_curves(evaluated):
+  out, _, _, figures = evaluated
+  worse = json.loads(json.dumps(report.to_jsonable(figures)))
+  worse["calibration"]["ece"] = figures["calibration"]["ece"] / 2
+  results = {
+      "baseline run": dict(figures, meta=dict(dataset="cifar10", objective="baseline")),
+      "ngebm": dict(worse, meta=dict(dataset="CIFAR-10", objective="ngebm")),
+  }
+  written = report.write_report(results, out)
+  with open(written["results_json"]) as f:
+    loaded = json.load(f)
+  assert set(loaded) == {"baseline run", "ngebm"}
+  assert loaded["ngebm"]["calibration"]["ece"] == pytest.approx(figures["calibration"]["ece"] / 2)
+  assert is_png(written["robustness_linf"]) and is_png(written["robustness_l2"])
+  with open(written["report_md"]) as f:
+    md = f.read()
+  assert "| figure | baseline run | ngebm |" in md
+  assert "| test accuracy |" in md
+  assert "| svhn, max p(y\\|x) |" in md and "| cifar_100, log p~(x) |" in md
+  assert "| L-inf, eps 8/255 |" in md and "| L2, eps 0.5 |" in md
+  assert "Published figures beside ours (cifar10)" in md
+  assert "| 0.93 |" in md  # WRN baseline max p(y|x) AUROC on SVHN (JEM Table 3)
+  assert "| 2.00x |" in md  # our ECE ratio baseline / NG-EBM, beside the published 2.5x
+  assert "(baseline_run/reliability.png)" in md
+  assert "[histogram](ngebm/ood_hist_max_softmax_svhn.png)" in md
+  assert "cifar100)" not in md  # no CIFAR-100 run, no CIFAR-100 section
+
+
+def test_plots_write_pngs(tmp_path):
+  rng = np.random.default_rng(0)
+  probs = rng.dirichlet(np.ones(4), 200)
+  labels = rng.integers(0, 4, 200)
+  bins = calibration.calibration_bins(probs, labels, num_bins=20)
+  paths = [
+      plots.reliability_diagram(bins, str(tmp_path / "a" / "rel.png"), ece=0.05, title="t"),
+      plots.ood_histogram(rng.normal(size=50), rng.normal(1, 1, 40), str(tmp_path / "h.png"),
+                          score_name="log p~(x)"),
+      plots.roc_curves({"svhn": ood.roc_curve(rng.normal(size=50), rng.normal(1, 1, 40))},
+                       str(tmp_path / "roc.png")),
+      plots.robustness_curves({"a": ([0, 4 / 255, 8 / 255], [0.9, 0.5, 0.2]),
+                               "b": ([0, 8 / 255], [0.8, 0.4])}, str(tmp_path / "r.png"),
+                              norm="linf"),
+  ]
+  for p in paths:
+    assert is_png(p), p
+
+
+def test_bad_inputs_raise(tmp_path):
+  inputs = make_inputs()
+  with pytest.raises(ValueError, match="unknown evaluators"):
+    evaluators.run_evaluators(["accuracy"], inputs, str(tmp_path))
+  with pytest.raises(ValueError, match="uint8"):
+    evaluators.EvalInputs(apply_fn=linear, params=inputs.params,
+                          images=np.zeros((2, 6, 6, 3), np.uint8), labels=np.zeros(2, np.int32))
+  with pytest.raises(ValueError, match="empty"):
+    report.write_report({}, str(tmp_path))
+  with pytest.raises(ValueError, match="norms"):
+    evaluators.EvalOptions(robustness_norms=("linf", "l1"))
+  with pytest.raises(ValueError, match="noise_std"):
+    evaluators.EvalOptions(noise_std=-0.03)
+  with pytest.raises(ValueError, match="ood_scores"):
+    evaluators.EvalOptions(ood_scores=("energy",))

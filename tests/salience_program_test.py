@@ -1,0 +1,66 @@
+"""experiments/salience.py end to end on smoke workdirs (untrained small CNNs, saved as best)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from absl import app
+
+from configs import smoke
+from experiments import salience as program
+from ngebm_jax.training import checkpoints as ckpt_lib
+
+
+def _fake_run(workdir: str, *, seed: int, objective: str = "baseline") -> str:
+  """A workdir as training leaves it (config.json + best parameters), without training."""
+  config = smoke.get_config()
+  config.seed = seed
+  config.objective = objective
+  config.dataset.num_train = 20
+  config.dataset.num_validation = 10
+  config.dataset.num_test = 20
+  os.makedirs(workdir)
+  ckpt_lib.save_config(workdir, config)
+  _, params = ckpt_lib.model_from_config(config, 10)
+  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+  try:
+    ckpts.save_best(0, params, {"accuracy": 0.0})
+    ckpts.wait()
+  finally:
+    ckpts.close()
+  return workdir
+
+
+def test_program_measures_runs_groups_seeds_and_writes_all_files(tmp_path):
+  a = _fake_run(str(tmp_path / "base_s0"), seed=0)
+  b = _fake_run(str(tmp_path / "base_s1"), seed=1)
+  c = _fake_run(str(tmp_path / "ngebm_s0"), seed=0, objective="ngebm")
+  out = str(tmp_path / "report")
+  paths = program.run([a, b, c], {}, out, num_images=6, batch_size=4,
+                      max_sigma_factors=(1.0,), num_examples=3)
+  for kind in ("json", "per_image", "report", "entropy", "out_of_set", "equivariance",
+               "degradation", "examples"):
+    assert os.path.getsize(paths[kind]) > 0, kind
+  doc = json.load(open(paths["json"]))
+  assert list(doc["models"]) == ["base_s0", "base_s1", "ngebm_s0"]
+  # Runs whose configs differ only in the seed form a stability group by themselves.
+  (group,) = doc["groups"].values()
+  assert group["runs"] == ["base_s0", "base_s1"] and group["num_pairs"] == 1
+  assert -1.0 <= group["mean"] <= 1.0
+  m = doc["models"]["ngebm_s0"]
+  assert m["objective"] == "ngebm" and m["map_shape"] == [8, 8] and m["num_images"] == 6
+  assert len(m["equivariance"]["per_transform"]) == 12
+  assert set(m["degradation"]) >= {"background", "object", "curve"}
+  assert m["out_of_set"]["ssim"][0] == pytest.approx(1.0, abs=1e-5)
+  report = open(paths["report"]).read()
+  assert "| ngebm_s0 | ngebm | small_cnn |" in report and "examples.png" in report
+
+
+def test_parse_group():
+  assert program.parse_group("ce:/a,/b,/c") == ("ce", ["/a", "/b", "/c"])
+  with pytest.raises(app.UsageError):
+    program.parse_group("ce:/a")
+  with pytest.raises(app.UsageError):
+    program.parse_group("/a,/b")
