@@ -21,6 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.ngebm = ml_collections.ConfigDict(dict(
       beta=1.0, gamma=1.0,  # L = CE + beta * L_var + gamma * L_grad
       grad_mode="forward_over_reverse"))  # or "reverse_over_reverse": same values, slower
+  config.sgld = ml_collections.ConfigDict(dict(
+      num_steps=20, step_size=1.0, noise_std=0.01,  # K, alpha, sigma of JEM
+      buffer_size=10_000, reinit_prob=0.05,         # replay buffer, uniform in [-1, 1]
+      separate_unlabelled_batch=True,  # JEM's second data batch for log p~(x_data)
+      unroll=None))                    # lax.scan unroll of the chain; None: per backend
 
   config.dataset = ml_collections.ConfigDict(dict(
       name="embedded",          # "embedded", "cifar10", "cifar100", "svhn_cropped"

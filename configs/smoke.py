@@ -15,6 +15,7 @@ def get_config():
   config.dataset.num_validation = 128
   config.dataset.num_test = 128
   config.model = dict(name="small_cnn", width=8, dtype="float32")
+  config.sgld.buffer_size = 256
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 5
   config.batch_size = 32

@@ -83,6 +83,7 @@ class PipelineOptions:
   num_workers: int = 0       # grain worker processes; 0 = in the main process
   seed: int = 0
   poison_batch: int = -1     # tests only: this batch's images become NaN (non-finite guard)
+  unlabelled_batch: bool = False  # add "image_unlabelled": a second batch in its own order
 
 
 def _stack(examples):
@@ -117,18 +118,24 @@ def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
   The global order is fixed by `options.seed`; each process takes every `process_count`-th
   example of it, so `options.batch_size` is the per-process batch.
   """
-  ds = grain.MapDataset.source(source).seed(options.seed).shuffle().repeat(None)
-  ds = _shard_for_process(ds, process_index, process_count)
-  ds = ds.batch(options.batch_size, drop_remainder=True, batch_fn=_stack)
+  def batches(seed):
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat(None)
+    ds = _shard_for_process(ds, process_index, process_count)
+    return ds.batch(options.batch_size, drop_remainder=True, batch_fn=_stack)
 
-  def finalize(index, batch):
-    rng = np.random.default_rng([options.seed, process_index, index])
+  def finalize(index, batch, stream=0):
+    rng = np.random.default_rng([options.seed, process_index, index, stream])
     batch = _finalize(batch, rng, augment=options.augment, noise_std=options.noise_std)
     if index == options.poison_batch:
       batch["image"] = np.full_like(batch["image"], np.nan)
     return batch
 
-  ds = ds.map_with_index(finalize)
+  ds = batches(options.seed).map_with_index(finalize)
+  if options.unlabelled_batch:
+    # JEM's second loader: the same training images in another order, labels unused.
+    other = batches(options.seed + 1).map_with_index(lambda i, b: finalize(i, b, stream=1))
+    ds = grain.experimental.ZipMapDataset([ds, other]).map(
+        lambda pair: dict(pair[0], image_unlabelled=pair[1]["image"]))
   it = ds.to_iter_dataset()
   if options.num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.num_workers))

@@ -201,7 +201,8 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
   options = pipeline.PipelineOptions(
       batch_size=config.batch_size // jax.process_count(), augment=config.dataset.augment,
       noise_std=config.dataset.noise_std, num_workers=config.dataset.get("num_workers", 0),
-      seed=config.seed, poison_batch=config.dataset.get("poison_batch", -1))
+      seed=config.seed, poison_batch=config.dataset.get("poison_batch", -1),
+      unlabelled_batch=objectives.needs_unlabelled_batch(config))
   train_iter = iter(pipeline.train_dataset(
       sources["train"], options, process_index=jax.process_index(),
       process_count=jax.process_count()))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ngebm_jax import objectives as objectives_lib
+from ngebm_jax import sgld as sgld_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +66,51 @@ def _ngebm(config, model_fns) -> Objective:
   return Objective(loss_fn)
 
 
+def _sgld(config, model_fns) -> Objective:
+  """JEM: cross-entropy plus maximum likelihood of `log p~` with SGLD samples (sgld.py).
+
+  Each device keeps its own slice of the replay buffer (`config.sgld.buffer_size` in total).
+  The chain uses the model without dropout, as JEM samples in eval mode.
+  """
+  c = config.sgld
+
+  def init_state(key, image_shape, num_devices):
+    if c.buffer_size % num_devices:
+      raise ValueError(f"config.sgld.buffer_size ({c.buffer_size}) must be divisible by the "
+                       f"number of devices ({num_devices}).")
+    return {"replay_buffer": sgld_lib.init_replay_buffer(key, c.buffer_size, image_shape)}
+
+  def loss_fn(params, batch, key, objective_state, axis_name):
+    if config.model.get("dropout_rate", 0.0) > 0:
+      raise ValueError("objective 'sgld' needs config.model.dropout_rate = 0 (the chain and the "
+                       "loss share one deterministic apply_fn).")
+    x_unlabelled = batch.get("image_unlabelled") if c.separate_unlabelled_batch else None
+    loss, (aux, buffer) = sgld_lib.sgld_ebm_loss(
+        model_fns.apply_fn, params, batch["image"], batch["label"],
+        objective_state["replay_buffer"], key, num_steps=c.num_steps, step_size=c.step_size,
+        noise_std=c.noise_std, reinit_prob=c.reinit_prob, x_unlabelled=x_unlabelled,
+        unroll=c.get("unroll"), axis_name=axis_name)
+    metrics = _metrics(aux, batch["label"], axis_name)
+    # Divergence shows first in the samples' energies: log their mean and extremes.
+    e = jax.lax.stop_gradient(aux["energy_samples"])
+    metrics["energy_samples_mean"] = objectives_lib.global_mean(e, axis_name)
+    metrics["energy_samples_min"] = jax.lax.pmin(jnp.min(e), axis_name) if axis_name else e.min()
+    metrics["energy_samples_max"] = jax.lax.pmax(jnp.max(e), axis_name) if axis_name else e.max()
+    return loss, (metrics, {"replay_buffer": buffer})
+
+  return Objective(loss_fn, init_state)
+
+
 _REGISTRY: dict[str, Callable[..., Objective]] = {
     "baseline": _baseline,
     "ngebm": _ngebm,
+    "sgld": _sgld,
 }
+
+
+def needs_unlabelled_batch(config) -> bool:
+  """Whether the objective draws a second, unlabelled data batch each step (JEM's default)."""
+  return config.objective == "sgld" and config.sgld.separate_unlabelled_batch
 
 
 def register(name: str, builder: Callable[..., Objective]) -> None:

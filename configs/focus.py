@@ -1,0 +1,84 @@
+"""Focus losses (FOCUS.md) on the procedural authentic-vs-generated task, one recipe per run.
+
+Trains a small CNN to tell authentic from generated images (ngebm_jax/data/focus_task.py) with
+one of the recipes of CYBORG (Boyd et al., WACV 2023) and arXiv 2303.00818, all through
+`ngebm_jax.focus`:
+
+  ce             cross-entropy only (the baseline; objective "focus" so CAM metrics are logged)
+  cyborg         0.5 CE + 0.5 MSE(CAM, human map)                           (objective "cyborg")
+  entropy        CE + 0.1 mean H(CAM)                                        (direct minimization)
+  entropy_log1p  CE + 0.1 mean ln(1 + H(CAM))                                (softer)
+  match_human    CE + 1.0 (mean H(CAM) - mean H(human maps))^2               (match human focus)
+  blend          0.5 CE + 0.5 MSE(CAM, human map) + 0.05 mean H(CAM)         (all three)
+
+  python -m experiments.train --config=configs/focus.py:cyborg --workdir=runs/focus/cyborg
+  python -m experiments.focus --output=runs/focus   # every recipe, seeds, sweep, one report
+
+`ENTROPY_SWEEP` is the sweep of the entropy weight, from 0 (CE only) to aggressive, that
+`experiments/focus.py` runs on top (`--config.focus.entropy_weight=W` sets one by hand).
+
+Expected on 2 CPU cores (about 3-5 minutes a run): cross-entropy reaches closed-set AUROC about
+0.85-0.9 and open-set AUROC (artifact kinds never seen in training) about 0.5-0.6; the focus
+report of the last run is in docs or runs/focus/report.md.
+
+The data need no download. Augmentation (pad-4 crop + flip) must move the human maps with the
+images (`ngebm_jax/data/pipeline.py` does so for a `human_map` field). No input noise: the
+recipe's 0.03 (about 4 grey levels) would blur the very artifacts the task is about.
+"""
+
+import ml_collections
+
+from configs import default
+
+RECIPES = {
+    "ce": dict(objective="focus", ce_weight=1.0, human_weight=0.0, entropy_weight=0.0),
+    "cyborg": dict(objective="cyborg", alpha=0.5),
+    "entropy": dict(objective="focus", ce_weight=1.0, entropy_weight=0.1, entropy_form="mean"),
+    "entropy_log1p": dict(objective="focus", ce_weight=1.0, entropy_weight=0.1,
+                          entropy_form="log1p"),
+    "match_human": dict(objective="focus", ce_weight=1.0, entropy_weight=1.0,
+                        entropy_form="match_reference", reference_entropy=-1.0),
+    "blend": dict(objective="focus", ce_weight=0.5, human_weight=0.5, entropy_weight=0.05,
+                  entropy_form="mean"),
+}
+ENTROPY_SWEEP = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
+  """Sets `config.objective` and `config.focus` to `recipe` (a key of `RECIPES`), in place."""
+  if recipe not in RECIPES:
+    raise ValueError(f"Unknown focus recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+  settings = dict(RECIPES[recipe])
+  config.objective = settings.pop("objective")
+  config.focus.update(settings)
+  return config
+
+
+def get_config(recipe: str = "ce") -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.focus = ml_collections.ConfigDict(dict(
+      alpha=0.5,                  # cyborg: L = alpha CE + (1 - alpha) MSE(CAM, h)
+      ce_weight=1.0,              # focus: L = ce_weight CE + human_weight MSE(CAM, h)
+      human_weight=0.0,           #        + entropy_weight entropy_term
+      entropy_weight=0.0,
+      entropy_form="mean",        # "mean", "log1p" or "match_reference"
+      reference_entropy=-1.0))    # match_reference target in nats; < 0: the batch's human maps
+  config.dataset = ml_collections.ConfigDict(dict(
+      name="focus_task", data_dir=None, seed=0,
+      num_train=10_000, num_validation=1_000, num_test=2_000, num_open_set_test=2_000,
+      strength=1.0,               # artifact strength (focus_task.generate)
+      train_kinds=("checkerboard", "seam", "blockiness", "noise"),
+      open_set_kinds=("spectral", "blur", "color_shift"),
+      augment=True, noise_std=0.0, num_workers=0, poison_batch=-1))
+  config.model = ml_collections.ConfigDict(dict(
+      name="small_cnn", width=16, dropout_rate=0.0, dtype="float32"))
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 100
+  config.batch_size = 32
+  config.num_steps = 4_000
+  config.log_every_steps = 100
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 1_000
+  config.eval.batch_size = 500
+  config.eval.evaluators = ("classification", "calibration")
+  return apply_recipe(config, recipe)
