@@ -17,16 +17,48 @@ from ngebm_jax.energy import log_density_input_grad
 from ngebm_jax.objectives import cross_entropy_loss
 from ngebm_jax.objectives import global_mean
 from ngebm_jax.objectives import ngebm_loss
+from ngebm_jax.sgld import ReplayBuffer
+from ngebm_jax.sgld import init_replay_buffer
+from ngebm_jax.sgld import sgld_ebm_loss
+from ngebm_jax.sgld import sgld_ebm_loss_from_samples
+from ngebm_jax.sgld import sgld_sample
+from ngebm_jax.evaluation.calibration import brier_score
+from ngebm_jax.evaluation.calibration import calibration_bins
+from ngebm_jax.evaluation.calibration import expected_calibration_error
+from ngebm_jax.evaluation.calibration import negative_log_likelihood
+from ngebm_jax.evaluation.ood import fpr_at_tpr
+from ngebm_jax.evaluation.ood import ood_scores
+from ngebm_jax.evaluation.ood import ood_metrics
+from ngebm_jax.evaluation.robustness import pgd_attack
+from ngebm_jax.evaluation.robustness import robust_accuracy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # Energies (JEM eq. 3; §5.2).
     "approximate_mass",
     "class_energy",
-    "cross_entropy_loss",
     "energy",
-    "global_mean",
     "log_density",
     "log_density_input_grad",
+    # Objectives.
+    "cross_entropy_loss",
+    "global_mean",
     "ngebm_loss",
+    "sgld_ebm_loss",
+    "sgld_ebm_loss_from_samples",
+    # SGLD and the replay buffer.
+    "ReplayBuffer",
+    "init_replay_buffer",
+    "sgld_sample",
+    # Evaluation metrics and attacks.
+    "brier_score",
+    "calibration_bins",
+    "expected_calibration_error",
+    "fpr_at_tpr",
+    "negative_log_likelihood",
+    "ood_metrics",
+    "ood_scores",
+    "pgd_attack",
+    "robust_accuracy",
 ]

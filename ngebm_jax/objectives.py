@@ -105,6 +105,12 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
 
   No sampling: one input-gradient pass plus (by default) a forward-mode pass.
 
+  The terms are computed in float32 whatever the dtype of the logits and inputs, so a bfloat16
+  model keeps the digits of the energy variance and of the gradient norm. With `axis_name`,
+  inside `jax.shard_map` or `jax.pmap` over the batch, every mean (and the energy mean inside
+  `L_var`) is over the global batch: the loss and its gradients equal the single-device values.
+  Under plain `jax.jit` with a sharded batch, no `axis_name` is needed.
+
   Args:
     apply_fn: `apply_fn(params, x) -> logits [B, K]`; must not mix examples (no batch norm).
     params: parameters of `apply_fn`.

@@ -104,12 +104,13 @@ def calibration_bins(probs: Any, labels: Any, *, num_bins: int = 20) -> dict[str
     num_bins: `M` equal-width confidence bins (JEM / NG-EBM use 20).
 
   Returns:
-    dict with
-      `accuracy`: `[M]` fraction of correct predictions in each bin (0 for an empty bin);
-      `confidence`: `[M]` mean max-probability in each bin (0 for an empty bin);
-      `count`: `[M]` int64 number of examples in each bin;
-      `edges`: `[M + 1]` bin edges, `np.linspace(0, 1, M + 1)`; bin `b` is `(edges[b], edges[b+1]]`
-        (the first bin also holds 0).
+    A dict of NumPy arrays, by key.
+
+    - `accuracy`: `[M]` fraction of correct predictions in each bin (0 for an empty bin);
+    - `confidence`: `[M]` mean max-probability in each bin (0 for an empty bin);
+    - `count`: `[M]` int64 number of examples in each bin;
+    - `edges`: `[M + 1]` bin edges, `np.linspace(0, 1, M + 1)`; bin `b` is
+      `(edges[b], edges[b+1]]` (the first bin also holds 0).
   """
   probs, labels = _check_probs(probs, labels)
   _check_num_bins(num_bins)
