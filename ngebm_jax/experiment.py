@@ -1,6 +1,8 @@
 """`train_and_evaluate`: train a config in a workdir, then measure its best checkpoint on test.
 
-Data flows one way: data -> train step -> checkpoints -> evaluation -> `results.json`.
+Data flows one way: data -> train step -> checkpoints -> evaluation -> `results.json`. The test
+figures come from the evaluation package's own evaluators (same test-time noise, same key), so
+`results.json` agrees with the report of `experiments.evaluate` for the same checkpoint.
 """
 
 from __future__ import annotations
@@ -14,36 +16,49 @@ import numpy as np
 from absl import logging
 
 from ngebm_jax import data as data_lib
-from ngebm_jax.evaluation import calibration
+from ngebm_jax.data import pipeline
+from ngebm_jax.evaluation import evaluators
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
-from ngebm_jax.training import spmd
 
 RESULTS_FILE = "results.json"
 
 
-def evaluate_test(config, workdir: str, *, devices=None) -> dict:
-  """Accuracy, NLL and ECE (mean-confidence form) of the best checkpoint on the test split."""
-  info = data_lib.dataset_info(config)
-  sources = data_lib.get_sources(config)
-  fns, params = ckpt_lib.model_from_config(config, info.num_classes)
-  mesh = spmd.make_mesh(devices)
-  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+def _read_split(source) -> tuple[np.ndarray, np.ndarray]:
+  if hasattr(source, "arrays"):
+    return source.arrays["image"], source.arrays["label"]
+  from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+  arrays = tfds_sources.read_arrays(source)
+  return arrays["image"], arrays["label"]
+
+
+def evaluate_test(config, workdir: str) -> dict:
+  """Accuracy, NLL, Brier score and ECE of the best checkpoint on the test split.
+
+  ECE is the mean-confidence form with `config.eval.num_bins` bins (20); the recipe's input
+  noise (`config.dataset.noise_std`) is added to the test images. Also writes the reliability
+  diagram `reliability.png` into `workdir`.
+  """
+  _, fns, params = ckpt_lib.load_run(workdir)
+  images, labels = _read_split(data_lib.get_sources(config)["test"])
+  options = evaluators.EvalOptions(noise_std=config.dataset.noise_std,
+                                   batch_size=config.eval.batch_size,
+                                   num_bins=config.eval.get("num_bins", 20))
+  inputs = evaluators.EvalInputs(
+      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
+      images=pipeline.to_model_space(images), labels=np.asarray(labels, np.int32),
+      key=jax.random.key(0), options=options)
+  figures = evaluators.run_evaluators(["classification", "calibration"], inputs, workdir)
+  results = dict(figures["classification"])
+  results.update(ece=figures["calibration"]["ece"],
+                 ece_bin_center=figures["calibration"]["ece_bin_center"],
+                 ece_num_bins=figures["calibration"]["num_bins"],
+                 objective=config.objective, dataset=config.dataset.name)
+  best = ckpt_lib.Checkpoints(workdir, use_async=False)
   try:
-    params, best_step = ckpts.restore_best_params(spmd.put_state_params(params, mesh))
+    results["best_step"] = int(best.best.latest_step())
   finally:
-    ckpts.close()
-  logits = loop.predict_logits(spmd.make_predict(fns.apply_fn, mesh), params, sources["test"],
-                               mesh=mesh, batch_size=config.eval.batch_size,
-                               noise_std=config.dataset.noise_std, seed=config.seed + 1)
-  labels = loop.labels_of(sources["test"])
-  probs = np.asarray(jax.nn.softmax(logits.astype(np.float64), axis=-1))
-  results = loop.classification_metrics(logits, labels)
-  results["ece"] = calibration.expected_calibration_error(
-      probs, labels, num_bins=config.eval.get("num_bins", 20))
-  results.update(num_examples=int(len(labels)), best_step=int(best_step),
-                 ece_num_bins=int(config.eval.get("num_bins", 20)), objective=config.objective,
-                 dataset=config.dataset.name)
+    best.close()
   return results
 
 
@@ -55,10 +70,10 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
     return {"preempted": True, **dataclasses.asdict(result)}
-  results = evaluate_test(config, workdir, devices=devices)
-  results["skipped_nonfinite_steps"] = result.skipped_nonfinite_steps
+  results = evaluate_test(config, workdir) if jax.process_index() == 0 else {}
   if jax.process_index() == 0:
+    results["skipped_nonfinite_steps"] = result.skipped_nonfinite_steps
     with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
       json.dump(results, f, indent=2, sort_keys=True)
-  logging.info("Test results of %s: %s", workdir, results)
+    logging.info("Test results of %s: %s", workdir, results)
   return results
