@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 
 import jax
 import numpy as np
@@ -48,7 +49,9 @@ def evaluate_test(config, workdir: str) -> dict:
       apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
       images=pipeline.to_model_space(images), labels=np.asarray(labels, np.int32),
       key=jax.random.key(0), options=options)
-  figures = evaluators.run_evaluators(["classification", "calibration"], inputs, workdir)
+  # Every process evaluates (restoring is collective); only process 0 keeps the plot.
+  plot_dir = workdir if jax.process_index() == 0 else tempfile.mkdtemp()
+  figures = evaluators.run_evaluators(["classification", "calibration"], inputs, plot_dir)
   results = dict(figures["classification"])
   results.update(ece=figures["calibration"]["ece"],
                  ece_bin_center=figures["calibration"]["ece_bin_center"],
@@ -70,7 +73,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
     return {"preempted": True, **dataclasses.asdict(result)}
-  results = evaluate_test(config, workdir) if jax.process_index() == 0 else {}
+  results = evaluate_test(config, workdir)
   if jax.process_index() == 0:
     results["skipped_nonfinite_steps"] = result.skipped_nonfinite_steps
     with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
