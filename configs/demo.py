@@ -25,5 +25,8 @@ def get_config():
   config.log_every_steps = 50
   config.eval_every_steps = 250
   config.checkpoint_every_steps = 500
+  # JEM with K = 5 SGLD steps (not 20) keeps the demo within minutes; the paper configs use 20.
+  config.sgld.num_steps = 5
   config.eval.batch_size = 500
+  config.eval.robustness_num_examples = 250  # PGD-40 on 250 test images per epsilon
   return config

@@ -48,6 +48,9 @@ def main(argv):
     print(f"== training {objective} ({config.num_steps} steps) -> {output}/{objective}",
           flush=True)
     summary[objective] = experiment.train_and_evaluate(config, os.path.join(output, objective))
+    if summary[objective].get("preempted"):
+      print(f"Stopped by a signal; run the same command again to resume {objective}.")
+      return
   command = [sys.executable, "-m", "experiments.evaluate", f"--output={output}/report"]
   command += [f"--workdir={output}/{o}" for o in wanted]
   print("== evaluating:", " ".join(command[1:]), flush=True)

@@ -12,6 +12,7 @@ from ngebm_jax.data import pipeline
 from ngebm_jax.data.pipeline import ArraySource, PipelineOptions
 
 EMBEDDED = "embedded"
+FOCUS_TASK = "focus_task"  # authentic vs generated, with human maps (focus_task.py)
 TFDS_DATASETS = {"cifar10": 10, "cifar100": 100, "svhn_cropped": 10}
 
 
@@ -27,9 +28,11 @@ def dataset_info(config) -> DatasetInfo:
   if name == EMBEDDED:
     from ngebm_jax.data import embedded  # pylint: disable=g-import-not-at-top
     return DatasetInfo(name, embedded.NUM_CLASSES, tuple(embedded.IMAGE_SHAPE))
+  if name == FOCUS_TASK:
+    return DatasetInfo(name, 2)
   if name in TFDS_DATASETS:
     return DatasetInfo(name, TFDS_DATASETS[name])
-  raise ValueError(f"config.dataset.name must be one of {[EMBEDDED, *TFDS_DATASETS]}; "
+  raise ValueError(f"config.dataset.name must be one of {[EMBEDDED, FOCUS_TASK, *TFDS_DATASETS]}; "
                    f"got {name!r}.")
 
 
@@ -39,6 +42,16 @@ def _embedded_splits(config) -> dict:
   return embedded.load(seed=d.get("seed", 0), num_train=d.get("num_train", 10000),
                        num_validation=d.get("num_validation", 1000),
                        num_test=d.get("num_test", 2000))
+
+
+def _focus_task_splits(config) -> dict:
+  from ngebm_jax.data import focus_task  # pylint: disable=g-import-not-at-top
+  d = config.dataset
+  return focus_task.load(
+      seed=d.get("seed", 0), train_kinds=tuple(d.train_kinds),
+      open_set_kinds=tuple(d.open_set_kinds), num_train=d.num_train,
+      num_validation=d.num_validation, num_test=d.num_test,
+      num_open_set_test=d.num_open_set_test, strength=d.get("strength", 1.0))
 
 
 def get_sources(config) -> dict:
@@ -51,6 +64,9 @@ def get_sources(config) -> dict:
   if info.name == EMBEDDED:
     return {split: ArraySource({"image": arrays["image"], "label": arrays["label"]})
             for split, arrays in _embedded_splits(config).items()}
+  if info.name == FOCUS_TASK:
+    return {split: ArraySource({k: arrays[k] for k in ("image", "label", "human_map")})
+            for split, arrays in _focus_task_splits(config).items()}
   from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   return tfds_sources.recipe_splits(info.name, config.dataset.get("data_dir"))
 
@@ -67,6 +83,10 @@ def load_eval_data(config) -> dict:
     test = _embedded_splits(config)["test"]
     ood = embedded.ood_sets(test["image"], seed=config.dataset.get("seed", 0) + 1)
     return {"test": (test["image"], test["label"]), "ood": ood}
+  if info.name == FOCUS_TASK:
+    splits = _focus_task_splits(config)  # open-set images: generators never seen in training
+    return {"test": (splits["test"]["image"], splits["test"]["label"]),
+            "ood": {"open_set_test": splits["open_set_test"]["image"]}}
   from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   return tfds_sources.load_eval_data(info.name, config.dataset.get("data_dir"),
                                      max_examples=config.eval.get("max_examples"))

@@ -51,8 +51,12 @@ def to_model_space(images: np.ndarray) -> np.ndarray:
   return images.astype(np.float32) / 127.5 - 1.0
 
 
+# Per-pixel fields that must move with the image under crop and flip (the focus task's maps).
+SPATIAL_FIELDS = ("human_map", "mask")
+
+
 def augment_batch(images: np.ndarray, rng: np.random.Generator, *, pad: int = 4,
-                  flip: bool = True) -> np.ndarray:
+                  flip: bool = True, maps: tuple[np.ndarray, ...] = ()):
   """Pad (reflect) + random crop back to size + random horizontal flip, per example.
 
   Args:
@@ -60,19 +64,27 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, *, pad: int = 4,
     rng: generator for this batch.
     pad: reflect padding on each side before the random crop (0 disables the crop).
     flip: whether to flip each example left-right with probability 1/2.
+    maps: `[B, H, W]` arrays that get the same crop and flip as their images.
+
+  Returns:
+    The augmented images, or `(images, maps)` when `maps` are given.
   """
   b, h, w, _ = images.shape
+  arrays = [images] + [m[..., None] for m in maps]
   if pad > 0:
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     dy = rng.integers(0, 2 * pad + 1, size=b)
     dx = rng.integers(0, 2 * pad + 1, size=b)
     rows = dy[:, None] + np.arange(h)[None, :]  # [B, H]
     cols = dx[:, None] + np.arange(w)[None, :]  # [B, W]
-    images = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    crop = lambda a: np.pad(a, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")[
+        np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    arrays = [crop(a) for a in arrays]
   if flip:
-    flips = rng.random(b) < 0.5
-    images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-  return images
+    flips = (rng.random(b) < 0.5)[:, None, None, None]
+    arrays = [np.where(flips, a[:, :, ::-1], a) for a in arrays]
+  if not maps:
+    return arrays[0]
+  return arrays[0], tuple(a[..., 0] for a in arrays[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +106,16 @@ def _finalize(batch: dict, rng: np.random.Generator, *, augment: bool, noise_std
   images = batch["image"]
   if images.dtype != np.uint8:
     raise ValueError(f"sources must yield uint8 images; got {images.dtype}.")
-  if augment:
+  side = [k for k in SPATIAL_FIELDS if k in batch]
+  out = {k: v for k, v in batch.items() if k != "image"}
+  if augment and side:
+    images, maps = augment_batch(images, rng, maps=tuple(batch[k] for k in side))
+    out.update(zip(side, maps))
+  elif augment:
     images = augment_batch(images, rng)
   x = to_model_space(images)
   if noise_std > 0:
     x = x + noise_std * rng.standard_normal(x.shape, dtype=np.float32)
-  out = {k: v for k, v in batch.items() if k != "image"}
   out["image"] = x
   out["label"] = batch["label"].astype(np.int32)
   return out

@@ -2,7 +2,8 @@
 
 Each entry turns the config and the model into a per-device loss
 
-  loss_fn(params, batch, key, objective_state, axis_name) -> (loss, (metrics, objective_state))
+  loss_fn(params, batch, key, objective_state, axis_name, step=None)
+      -> (loss, (metrics, objective_state))
 
 that the SPMD train step differentiates. The math lives in `ngebm_jax.objectives` (and
 `ngebm_jax.sgld`, `ngebm_jax.focus`); this module only binds config values to it.
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ngebm_jax import focus as focus_lib
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax import sgld as sgld_lib
 
@@ -46,7 +48,7 @@ def _metrics(aux: dict, labels: jax.Array, axis_name) -> dict:
 
 
 def _baseline(config, model_fns) -> Objective:
-  def loss_fn(params, batch, key, objective_state, axis_name):
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
     apply_fn = _apply_with_dropout(model_fns, config, key)
     loss, aux = objectives_lib.cross_entropy_loss(
         apply_fn, params, batch["image"], batch["label"], axis_name=axis_name)
@@ -57,7 +59,7 @@ def _baseline(config, model_fns) -> Objective:
 def _ngebm(config, model_fns) -> Objective:
   c = config.ngebm
 
-  def loss_fn(params, batch, key, objective_state, axis_name):
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
     apply_fn = _apply_with_dropout(model_fns, config, key)
     loss, aux = objectives_lib.ngebm_loss(
         apply_fn, params, batch["image"], batch["label"], beta=c.beta, gamma=c.gamma,
@@ -80,7 +82,7 @@ def _sgld(config, model_fns) -> Objective:
                        f"number of devices ({num_devices}).")
     return {"replay_buffer": sgld_lib.init_replay_buffer(key, c.buffer_size, image_shape)}
 
-  def loss_fn(params, batch, key, objective_state, axis_name):
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
     if config.model.get("dropout_rate", 0.0) > 0:
       raise ValueError("objective 'sgld' needs config.model.dropout_rate = 0 (the chain and the "
                        "loss share one deterministic apply_fn).")
@@ -101,10 +103,56 @@ def _sgld(config, model_fns) -> Objective:
   return Objective(loss_fn, init_state)
 
 
+def _ramp(step, start_step: int, ramp_steps: int):
+  """0 before `start_step`, then linear to 1 over `ramp_steps` (1 at once if 0)."""
+  if step is None:
+    return 1.0
+  t = (step - start_step + 1) / max(ramp_steps, 1)
+  return jnp.clip(t, 0.0, 1.0).astype(jnp.float32)
+
+
+def _focus_family(config, model_fns, cyborg: bool) -> Objective:
+  """CYBORG and the entropy-based focus losses (focus.py) on the model's classic CAM.
+
+  The CAM terms can start late and ramp in (`config.focus.start_step`, `ramp_steps`);
+  `reference_entropy < 0` means: the mean entropy of the batch's human maps.
+  """
+  c = config.focus
+
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
+    features = model_fns.features_fn(params, batch["image"], dropout_key=key
+                                     if config.model.get("dropout_rate", 0.0) > 0 else None)
+    logits = model_fns.head_fn(params, features)
+    w = model_fns.head_kernel(params)
+    human = batch.get("human_map")
+    scale = _ramp(step, c.get("start_step", 0), c.get("ramp_steps", 0))
+    if cyborg:
+      ce_weight, human_weight, entropy_weight = c.alpha, (1.0 - c.alpha) * scale, 0.0
+      form, reference = "mean", None
+    else:
+      ce_weight, human_weight = c.ce_weight, c.human_weight * scale
+      entropy_weight, form = c.entropy_weight * scale, c.entropy_form
+      reference = None
+      if form == "match_reference":
+        reference = c.reference_entropy
+        if reference < 0:
+          reference = objectives_lib.global_mean(
+              focus_lib.human_map_entropy(human, features.shape[1:3]), axis_name)
+    loss, aux = focus_lib.focus_loss(
+        logits, features, w, batch["label"], human if human is not None else None,
+        ce_weight=ce_weight, human_weight=human_weight, entropy_weight=entropy_weight,
+        entropy_form=form, reference_entropy=reference, axis_name=axis_name)
+    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
+
+  return Objective(loss_fn)
+
+
 _REGISTRY: dict[str, Callable[..., Objective]] = {
     "baseline": _baseline,
     "ngebm": _ngebm,
     "sgld": _sgld,
+    "cyborg": lambda config, fns: _focus_family(config, fns, cyborg=True),
+    "focus": lambda config, fns: _focus_family(config, fns, cyborg=False),
 }
 
 

@@ -65,7 +65,7 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (metrics, objective_state)), grads = grad_fn(
-        state.params, batch, key, state.objective_state, axis_name)
+        state.params, batch, key, state.objective_state, axis_name, step=state.step)
     grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
