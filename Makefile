@@ -19,8 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m experiments.demo --output=$(RUNS)
 
+# The API reference is built with warnings as errors: a broken docstring fails the tests.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15 tests
+	$(MAKE) docs
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
