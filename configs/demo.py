@@ -1,4 +1,4 @@
-"""`make demo`: baseline vs NG-EBM (vs SGLD-EBM) on the embedded data, minutes on 2 CPU cores.
+"""`make demo`: baseline vs NG-EBM on the embedded data, about 10 minutes on 2 CPU cores.
 
   python -m experiments.demo --output=runs/demo      # what `make demo` runs
   python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \
@@ -14,14 +14,14 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.model = dict(name="small_cnn", width=16, dropout_rate=0.0, dtype="float32")
+  config.model = dict(name="small_cnn", width=32, dropout_rate=0.0, dtype="float32")
   config.dataset.num_train = 10_000
   config.dataset.num_validation = 1_000
   config.dataset.num_test = 2_000
   # A short run needs a faster start than the recipe's 1e-4 with 1,000 warmup steps.
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 100
-  config.num_steps = 1_500
+  config.num_steps = 2_000
   config.log_every_steps = 50
   config.eval_every_steps = 250
   config.checkpoint_every_steps = 500
