@@ -541,6 +541,9 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     else:
       row["mfu"] = None
     rows.append(row)
+    logging.info("%s: median %.1f ms (p10 %.1f, p90 %.1f) over %d steps.", v.name,
+                 1e3 * row["median_s"], 1e3 * row["p10_s"], 1e3 * row["p90_s"], len(
+                     timing["times_s"]))
 
   base = next((r for r in rows if r["name"] == "baseline"), None)
   reference = dict(config.get("benchmark", {}).get("reference_ms", {}) or {})

@@ -1,0 +1,113 @@
+"""The benchmark program: a tiny run on CPU writes complete figures for every objective.
+
+No timing thresholds: only that every timed objective has a positive median, a positive memory
+figure and FLOPs, and that the report files exist and agree with the JSON.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import benchmark_tiny
+from ngebm_jax.training import benchmark
+from ngebm_jax.training import objectives
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  output = tmp_path_factory.mktemp("benchmark")
+  command = [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark_tiny.py",
+             f"--output={output}", "--steps=2", "--sgld_steps=1", "--nocomponents",
+             "--end_to_end_accuracy=1.01",  # unreachable: the run stops at the step cap
+             "--end_to_end_max_steps=2", "--end_to_end_eval_every=1",
+             "--end_to_end_objectives=baseline"]
+  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, PYTHONPATH=ROOT))
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(output / "benchmark.json") as f:
+    return output, json.load(f), proc.stdout
+
+
+def test_every_objective_has_positive_time_memory_and_flops(tiny_run):
+  _, results, _ = tiny_run
+  expected = ["baseline", "ngebm"] + (["sgld_k1"] if "sgld" in objectives.names() else [])
+  rows = {r["name"]: r for r in results["steps"]}
+  assert list(rows) == expected
+  for name, r in rows.items():
+    assert len(r["times_s"]) == 2 and all(t > 0 for t in r["times_s"]), name
+    assert r["p10_s"] <= r["median_s"] <= r["p90_s"], name
+    assert r["median_s"] > 0 and r["images_per_s"] > 0, name
+    assert r["compile_s"] > 0 and r["memory"]["peak_bytes"] > 0, name
+    assert r["flops"] > 0, name
+    np.testing.assert_allclose(r["ratio_to_baseline"], r["median_s"] / rows["baseline"]["median_s"])
+    assert r["mfu"] is None  # CPU: no peak FLOPs, no MFU
+  assert rows["baseline"]["target_ratio"] is None and rows["ngebm"]["target_ratio"] == 2.5
+  if "sgld_k1" in rows:
+    assert rows["sgld_k1"]["target_ratio"] == pytest.approx(1.65)
+    # The replay buffer (64 images of 32x32x3 float32, split over the devices) is in the state.
+    assert rows["sgld_k1"]["memory"]["argument_bytes"] > rows["baseline"]["memory"][
+        "argument_bytes"]
+
+
+def test_end_to_end_run_stops_at_the_step_cap(tiny_run):
+  _, results, _ = tiny_run
+  run = results["end_to_end"]["runs"]["baseline"]
+  assert not run["reached"] and run["steps_to_target"] is None
+  assert run["steps_run"] == 2 and [c["step"] for c in run["curve"]] == [1, 2]
+  assert 0 <= run["best_val_accuracy"] <= 1 and run["train_s"] > 0
+
+
+def test_report_files(tiny_run):
+  output, results, stdout = tiny_run
+  assert (output / "benchmark.png").stat().st_size > 0
+  table = (output / "benchmark.md").read_text()
+  for r in results["steps"]:
+    assert f"| {r['name']} |" in table and f"| {r['name']} |" in stdout
+
+
+def test_variants_and_targets():
+  config = benchmark_tiny.get_config()
+  variants, skipped = benchmark.make_variants(config, ["baseline", "no_such_objective"])
+  assert [v.name for v in variants] == ["baseline"] and skipped == ["no_such_objective"]
+  assert variants[0].config.objective == "baseline" and config.objective == "ngebm"
+  if "sgld" in objectives.names():
+    variants, _ = benchmark.make_variants(config, ["sgld"], sgld_steps=[5, 20])
+    assert [(v.name, v.config.sgld.num_steps) for v in variants] == [("sgld_k5", 5),
+                                                                      ("sgld_k20", 20)]
+  assert benchmark.target_ratio("sgld", 20) == pytest.approx(14.0)
+  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
+  assert benchmark.peak_flops("TPU v5 lite", "bfloat16") == 197e12
+  assert benchmark.peak_flops("cpu", "float32") is None
+
+
+@pytest.mark.skipif("sgld" not in objectives.names(), reason="no SGLD-EBM objective yet")
+def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count():
+  # XLA counts a while loop's body once; the corrected count of a rolled K-step chain must
+  # match XLA's own count of the same chain unrolled.
+  import jax  # pylint: disable=g-import-not-at-top
+  from ngebm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.training import spmd  # pylint: disable=g-import-not-at-top
+  config = benchmark_tiny.get_config()
+  config.sgld.separate_unlabelled_batch = False
+  mesh = spmd.make_mesh(jax.devices()[:1])
+  rng = np.random.default_rng(0)
+  batch = spmd.host_to_global(mesh, {
+      "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
+      "label": rng.integers(0, 10, 16).astype(np.int32)})
+  flops = {}
+  for unroll in (1, 3):
+    config.sgld.unroll = unroll
+    (variant,), _ = benchmark.make_variants(config, ["sgld"], sgld_steps=[3])
+    program = benchmark.build_step(variant, mesh, batch, num_classes=10,
+                                   image_shape=data_lib.dataset_info(config).image_shape)
+    flops[unroll] = benchmark.step_flops(program, 16, (32, 32, 3))
+  assert flops[1]["sgld_unroll"] == 1 and flops[3]["sgld_unroll"] == 3
+  assert flops[1]["flops_xla"] < flops[3]["flops_xla"]
+  assert flops[3]["flops"] == flops[3]["flops_xla"]
+  np.testing.assert_allclose(flops[1]["flops"], flops[3]["flops"], rtol=0.02)
