@@ -22,6 +22,12 @@ from ngebm_jax.sgld import init_replay_buffer
 from ngebm_jax.sgld import sgld_ebm_loss
 from ngebm_jax.sgld import sgld_ebm_loss_from_samples
 from ngebm_jax.sgld import sgld_sample
+from ngebm_jax.focus import class_activation_map
+from ngebm_jax.focus import cyborg_loss
+from ngebm_jax.focus import focus_loss
+from ngebm_jax.focus import human_map_entropy
+from ngebm_jax.focus import human_salience_mse
+from ngebm_jax.focus import spatial_entropy
 from ngebm_jax.evaluation.calibration import brier_score
 from ngebm_jax.evaluation.calibration import calibration_bins
 from ngebm_jax.evaluation.calibration import expected_calibration_error
@@ -51,6 +57,13 @@ __all__ = [
     "ReplayBuffer",
     "init_replay_buffer",
     "sgld_sample",
+    # Focus losses (CYBORG; arXiv 2303.00818).
+    "class_activation_map",
+    "cyborg_loss",
+    "focus_loss",
+    "human_map_entropy",
+    "human_salience_mse",
+    "spatial_entropy",
     # Evaluation metrics and attacks.
     "brier_score",
     "calibration_bins",

@@ -1,4 +1,4 @@
-"""End-to-end smoke test of experiments/focus.py: each focus objective trains, the report appears."""
+"""End-to-end smoke test of experiments/focus.py: each focus objective trains; report written."""
 
 from __future__ import annotations
 

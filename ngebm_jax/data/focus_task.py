@@ -170,7 +170,10 @@ def _block_quantize(images: np.ndarray, block: int, step: np.ndarray) -> np.ndar
 # ------------------------------------------------------------------------------------ scenes --
 
 def _render_scenes(rng: np.random.Generator, n: int):
-  """Authentic renderings: `(images float32 [n, N, N, 3] in about [0, 255], object bool [n,N,N])`."""
+  """Authentic renderings: `(images float32 [n, N, N, 3] in about [0, 255], object [n, N, N])`.
+
+  `object` is the boolean mask of the salient object (coverage >= 1/2).
+  """
   # Background: a linear gradient between two colours.
   theta = rng.uniform(0, 2 * np.pi, n)
   c1 = rng.uniform(30, 225, (n, 3))
@@ -400,7 +403,7 @@ def load(*, seed: int = 0, train_kinds: Sequence[str] = DEFAULT_TRAIN_KINDS,
   `open_set_kinds` only, which must not overlap `train_kinds`. Split `i` (in `SPLITS` order) is
   drawn from `np.random.default_rng([seed, i])`.
 
-  The last few results are cached (the trainer and the evaluators ask for the same data): the
+  The last two results are cached (the trainer and the evaluators ask for the same data): the
   arrays are read-only, the dicts are fresh copies.
   """
   train_kinds = _check_kinds(train_kinds, "train_kinds")
@@ -415,7 +418,7 @@ def load(*, seed: int = 0, train_kinds: Sequence[str] = DEFAULT_TRAIN_KINDS,
   return {split: dict(arrays) for split, arrays in splits.items()}
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # a default dataset is ~135 MB
 def _load_cached(seed, train_kinds, open_set_kinds, num_train, num_validation, num_test,
                  num_open_set_test, strength):
   sizes = {"train": num_train, "validation": num_validation, "test": num_test,
