@@ -455,9 +455,11 @@ def generate(num_examples: int, *, seed, kinds: Sequence[str] = CLASS_NAMES,
     nuisances: clutter, noise and scale settings (`Nuisances`); the default is the dataset's.
 
   Returns:
-    {'image': uint8 [N, 32, 32, 3], 'label': int32 [N] in [0, len(kinds)),
-     'mask': uint8 [N, 32, 32] (1 where the object is visible)}. A prefix of a larger call with
-    the same seed and kinds.
+    A dict of NumPy arrays, by key (a prefix of a larger call with the same seed and kinds).
+
+    - `image`: uint8 `[N, 32, 32, 3]`;
+    - `label`: int32 `[N]` in `[0, len(kinds))`;
+    - `mask`: uint8 `[N, 32, 32]`, 1 where the object is visible.
   """
   if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or (
       num_examples < 0):
