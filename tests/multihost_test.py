@@ -15,8 +15,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_one_run(tmp_path):
-  workdir = str(tmp_path / "run")
+def _launch(workdir: str) -> list[subprocess.Popen]:
   port = _free_port()
   procs = []
   for process_id in range(2):
@@ -28,9 +27,35 @@ def test_two_processes_train_one_run(tmp_path):
         [sys.executable, "-m", "experiments.train", "--config=configs/smoke.py",
          f"--workdir={workdir}", "--config.num_steps=10", "--config.tensorboard=False"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-  errors = [p.communicate(timeout=400)[1] for p in procs]
-  for p, err in zip(procs, errors):
-    assert p.returncode == 0, err[-3000:]
+  return procs
+
+
+def _wait(procs, timeout: float):
+  """stderr of each process, or None if the pair did not finish in time (both killed)."""
+  try:
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    for p, err in zip(procs, errors):
+      assert p.returncode == 0, err[-3000:]
+    return errors
+  except subprocess.TimeoutExpired:
+    for p in procs:
+      p.kill()
+    tails = [p.communicate()[1][-1500:] for p in procs]
+    print("two-process run timed out; stderr tails:\n" + "\n----\n".join(tails))
+    return None
+
+
+def test_two_processes_train_one_run(tmp_path):
+  # Once in four runs on a loaded 2-core machine the gloo pair stalled (seen once, cause not
+  # found); a stalled pair is killed and the run repeated once in a fresh workdir, and a second
+  # stall fails the test with both processes' stderr.
+  errors = None
+  for attempt in range(2):
+    workdir = str(tmp_path / f"run{attempt}")
+    errors = _wait(_launch(workdir), timeout=240)
+    if errors is not None:
+      break
+  assert errors is not None, "two-process training stalled twice (stderr printed above)"
   assert "2 process(es), 4 device(s)" in errors[0]
   # One run: process 0 alone wrote the logs and results; the checkpoint holds step 10.
   with open(os.path.join(workdir, "results.json")) as f:
