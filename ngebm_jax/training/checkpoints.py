@@ -40,6 +40,10 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2, use_async: bool = True):
     self.workdir = os.path.abspath(workdir)
+    # Multi-process runs save synchronously: with two managers saving in background threads,
+    # orbax's cross-process barriers collided ("Barrier ... is already ongoing") in our
+    # two-process test.
+    use_async = use_async and jax.process_count() == 1
     self.latest = ocp.CheckpointManager(
         os.path.join(self.workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(
