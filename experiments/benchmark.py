@@ -7,8 +7,10 @@
 In one process, on the same model, batch, devices and dtype: compiles each objective's train
 step (compile time reported apart), times `--steps` steps of each round-robin (median, p10/p90,
 images/s, ratio to the baseline, SGLD(K=20)/NG-EBM), reads XLA's memory and FLOPs figures (and
-the MFU on known accelerators), then trains each objective on the embedded data until
-`--end_to_end_accuracy` validation accuracy (at most `--end_to_end_max_steps` steps).
+the MFU on known accelerators), then trains the `--end_to_end_objectives` on the embedded data
+until `--end_to_end_accuracy` validation accuracy, at most `--end_to_end_max_steps` steps and
+about `--end_to_end_max_seconds` of training each (on 2 CPU cores the whole program takes about
+an hour with the defaults; `--end_to_end_accuracy=-1` skips the end-to-end part: minutes).
 Writes OUTPUT/benchmark.{json,md,png} and prints the Markdown table. Objectives not registered
 in this version (e.g. "sgld" before the SGLD-EBM objective lands) are skipped with a warning.
 The library behind it is `ngebm_jax.training.benchmark`.
@@ -38,17 +40,18 @@ _SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in benchmark.DEFAULT
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per objective (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per objective before timing.")
 _E2E_ACCURACY = flags.DEFINE_float(
-    "end_to_end_accuracy", 0.5,
+    "end_to_end_accuracy", 0.3,
     "Validation accuracy the end-to-end runs train to; negative skips the end-to-end runs.")
 _E2E_OBJECTIVES = flags.DEFINE_list(
     "end_to_end_objectives", ["baseline", "ngebm", "sgld_k5", "sgld_k20"],
     "Timed variants (baseline, ngebm, sgld_k<K>) to train end to end; empty: all of them.")
-_E2E_MAX_STEPS = flags.DEFINE_integer("end_to_end_max_steps", 600,
+_E2E_MAX_STEPS = flags.DEFINE_integer("end_to_end_max_steps", 1200,
                                       "Cap on training steps per end-to-end run.")
-_E2E_EVAL_EVERY = flags.DEFINE_integer("end_to_end_eval_every", 25,
+_E2E_EVAL_EVERY = flags.DEFINE_integer("end_to_end_eval_every", 50,
                                        "Steps between validation evaluations end to end.")
-_E2E_MAX_SECONDS = flags.DEFINE_float("end_to_end_max_seconds", None,
-                                      "Cap on training seconds per end-to-end run (optional).")
+_E2E_MAX_SECONDS = flags.DEFINE_float(
+    "end_to_end_max_seconds", 900.0,
+    "Cap on training seconds per end-to-end run (checked at each evaluation); <= 0: none.")
 _COMPONENTS = flags.DEFINE_bool("components", True,
                                 "Also time the pieces of a step (forward, input gradient, jvp).")
 
@@ -69,7 +72,8 @@ def main(argv):
       end_to_end_accuracy=accuracy if accuracy is not None and accuracy >= 0 else None,
       end_to_end_objectives=_E2E_OBJECTIVES.value or None,
       end_to_end_max_steps=_E2E_MAX_STEPS.value, end_to_end_eval_every=_E2E_EVAL_EVERY.value,
-      end_to_end_max_seconds=_E2E_MAX_SECONDS.value, components=_COMPONENTS.value)
+      end_to_end_max_seconds=_E2E_MAX_SECONDS.value if _E2E_MAX_SECONDS.value > 0 else None,
+      components=_COMPONENTS.value)
   paths = benchmark.write_report(results, _OUTPUT.value)
   print(benchmark.markdown(results), flush=True)
   print("Wrote " + ", ".join(paths.values()), flush=True)

@@ -87,18 +87,20 @@ def test_variants_and_targets():
 
 
 @pytest.mark.skipif("sgld" not in objectives.names(), reason="no SGLD-EBM objective yet")
-@pytest.mark.xfail(strict=True, reason=(
-    "Known defect, measured: the rolled-loop FLOPs correction comes out 11% below XLA's count of "
-    "the unrolled chain (1.01e8 vs 1.14e8 for K=3). CPU runs unroll fully, so CPU figures are "
-    "exact; rolled (GPU) SGLD FLOPs and MFU are approximate until this passes."))
-def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count():
+@pytest.mark.parametrize("noise_std,rtol", [
+    (0.0, 2e-3),
+    # With Langevin noise the two programs differ by the random-bit generation (integer ops
+    # that XLA counts as FLOPs): measured 2.4% fewer in the rolled program for this tiny CNN,
+    # whose convolutions are cheap next to the noise; nothing of the convolutions is missing.
+    (0.01, 3e-2)])
+def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count(noise_std, rtol):
   # XLA counts a while loop's body once; the corrected count of a rolled K-step chain must
   # match XLA's own count of the same chain unrolled.
   import jax  # pylint: disable=g-import-not-at-top
-  from ngebm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from ngebm_jax.training import spmd  # pylint: disable=g-import-not-at-top
   config = benchmark_tiny.get_config()
   config.sgld.separate_unlabelled_batch = False
+  config.sgld.noise_std = noise_std
   mesh = spmd.make_mesh(jax.devices()[:1])
   rng = np.random.default_rng(0)
   batch = spmd.host_to_global(mesh, {
@@ -108,10 +110,9 @@ def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count():
   for unroll in (1, 3):
     config.sgld.unroll = unroll
     (variant,), _ = benchmark.make_variants(config, ["sgld"], sgld_steps=[3])
-    program = benchmark.build_step(variant, mesh, batch, num_classes=10,
-                                   image_shape=data_lib.dataset_info(config).image_shape)
+    program = benchmark.build_step(variant, mesh, batch, num_classes=10, image_shape=(32, 32, 3))
     flops[unroll] = benchmark.step_flops(program, 16, (32, 32, 3))
   assert flops[1]["sgld_unroll"] == 1 and flops[3]["sgld_unroll"] == 3
-  assert flops[1]["flops_xla"] < flops[3]["flops_xla"]
+  assert flops[1]["flops_xla"] < 0.7 * flops[3]["flops_xla"]  # 2 of 3 Langevin steps uncounted
   assert flops[3]["flops"] == flops[3]["flops_xla"]
-  np.testing.assert_allclose(flops[1]["flops"], flops[3]["flops"], rtol=0.02)
+  np.testing.assert_allclose(flops[1]["flops"], flops[3]["flops"], rtol=rtol)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -253,12 +254,25 @@ def _cost(compiled) -> dict:
   return dict(cost or {})
 
 
-def input_grad_flops(model_fns, params, x_local) -> float | None:
-  """XLA's FLOPs of one input-gradient pass (one SGLD step's network work) on `x_local`."""
-  from ngebm_jax.energy import log_density_input_grad  # pylint: disable=g-import-not-at-top
-  fn = jax.jit(lambda p, x: log_density_input_grad(model_fns.apply_fn, p, x)[0])
-  flops = _cost(fn.lower(params, x_local).compile()).get("flops")
-  return float(flops) if flops is not None else None
+def langevin_step_flops(model_fns, params, x, *, step_size: float, noise_std: float
+                        ) -> float | None:
+  """XLA's FLOPs of one SGLD step on `x`: input-gradient pass, Langevin noise, update.
+
+  Measured as the difference between XLA's counts of a 2-step and a 1-step chain (both without
+  a loop), so everything a step does is in it (the Gaussian noise's random-bit generation is a
+  sizeable share of it for small models).
+  """
+  from ngebm_jax import sgld  # pylint: disable=g-import-not-at-top
+  key = jax.random.key(0)
+  counts = []
+  for k in (1, 2):
+    fn = jax.jit(lambda p, x_, key_, k=k: sgld.sgld_sample(
+        model_fns.apply_fn, p, x_, key_, num_steps=k, step_size=step_size, noise_std=noise_std,
+        unroll=k))
+    counts.append(_cost(fn.lower(params, x, key).compile()).get("flops"))
+  if None in counts:
+    return None
+  return float(counts[1] - counts[0])
 
 
 def step_flops(program: StepProgram, per_device_batch: int, image_shape: Sequence[int]) -> dict:
@@ -266,8 +280,8 @@ def step_flops(program: StepProgram, per_device_batch: int, image_shape: Sequenc
 
   XLA's cost analysis counts the body of a while loop once, whatever its trip count. A rolled
   SGLD chain (`lax.scan` with unroll u < K, the default off CPU) is a loop of K // u iterations
-  of u Langevin steps, so `(K // u - 1) * u` input-gradient passes are missing from the count;
-  they are added here from the FLOPs of one input-gradient pass.
+  of u Langevin steps (then K % u more), so about `(K // u - 1) * u` Langevin steps are missing
+  from the count; they are added here, at XLA's own count for one step (`langevin_step_flops`).
   """
   flops_xla = _cost(program.compiled).get("flops")
   if flops_xla is None:
@@ -281,11 +295,13 @@ def step_flops(program: StepProgram, per_device_batch: int, image_shape: Sequenc
     out["sgld_unroll"] = unroll
     if missing > 0:
       x = jnp.zeros((per_device_batch, *image_shape), jnp.float32)
-      per_pass = input_grad_flops(program.model_fns, program.params_template, x)
-      if per_pass is not None:
-        out["flops"] = float(flops_xla) + missing * per_pass
-        out["flops_note"] = (f"rolled loop: {missing} input-gradient passes of "
-                             f"{per_pass:.3g} FLOPs added to XLA's count")
+      per_step = langevin_step_flops(program.model_fns, program.params_template, x,
+                                     step_size=v.config.sgld.step_size,
+                                     noise_std=v.config.sgld.noise_std)
+      if per_step is not None:
+        out["flops"] = float(flops_xla) + missing * per_step
+        out["flops_note"] = (f"rolled loop: {missing} Langevin steps of {per_step:.3g} FLOPs "
+                             "added to XLA's count")
   return out
 
 
@@ -412,9 +428,12 @@ def time_to_accuracy(program: StepProgram, config, sources: dict, mesh, predict,
 # Components of a step.
 
 
-def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: int = 5
-                    ) -> dict[str, float]:
+def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: int = 5,
+                    extra: dict[str, Callable[[], Any]] | None = None) -> dict[str, float]:
   """Median seconds of the pieces of the train steps, jitted, on one device's batch `x, y`.
+
+  Timed round-robin with the zero-argument callables of `extra` (e.g. a whole train step), so
+  that pieces and steps see the same load.
 
   - `forward`: logits.
   - `param_grad`: value and parameter gradient of the cross-entropy (the baseline step's
@@ -428,27 +447,31 @@ def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: i
   from ngebm_jax.energy import log_density_input_grad  # pylint: disable=g-import-not-at-top
   apply_fn = model_fns.apply_fn
   u = jnp.ones_like(x) / math.sqrt(x[0].size)
+  # Arrays are arguments, not closed-over constants, so XLA compiles what a train step runs.
+  args = (params, x, y, u)
 
-  def jvp_scalar(p):
+  def jvp_scalar(p, x, u):
     logits, tangent = jax.jvp(lambda x_: apply_fn(p, x_), (x,), (u,))
     return jnp.sum(jax.nn.softmax(logits.astype(jnp.float32)) * tangent.astype(jnp.float32))
 
   fns = {
-      "forward": jax.jit(lambda p: apply_fn(p, x)),
+      "forward": jax.jit(lambda p, x, y, u: apply_fn(p, x)),
       "param_grad": jax.jit(jax.grad(
-          lambda p: objectives_lib.cross_entropy_loss(apply_fn, p, x, y)[0])),
-      "input_grad": jax.jit(lambda p: log_density_input_grad(
+          lambda p, x, y, u: objectives_lib.cross_entropy_loss(apply_fn, p, x, y)[0])),
+      "input_grad": jax.jit(lambda p, x, y, u: log_density_input_grad(
           apply_fn, jax.lax.stop_gradient(p), x)[0]),
-      "jvp": jax.jit(lambda p: jax.jvp(lambda x_: apply_fn(p, x_), (x,), (u,))),
-      "jvp_param_grad": jax.jit(jax.grad(jvp_scalar)),
+      "jvp": jax.jit(lambda p, x, y, u: jax.jvp(lambda x_: apply_fn(p, x_), (x,), (u,))),
+      "jvp_param_grad": jax.jit(lambda p, x, y, u: jax.grad(jvp_scalar)(p, x, u)),
   }
-  for fn in fns.values():
-    _block(fn(params))
-  times = {name: [] for name in fns}
+  calls = {name: functools.partial(fn, *args) for name, fn in fns.items()}
+  calls.update(extra or {})
+  for call in calls.values():
+    _block(call())
+  times = {name: [] for name in calls}
   for _ in range(repeats):
-    for name, fn in fns.items():
+    for name, call in calls.items():
       t0 = time.perf_counter()
-      _block(fn(params))
+      _block(call())
       times[name].append(time.perf_counter() - t0)
   return {name: float(np.median(t)) for name, t in times.items()}
 
@@ -566,8 +589,16 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     fns, params = programs[0].model_fns, programs[0].params_template
     x = jnp.asarray(np.asarray(jax.device_get(batches[0]["image"]))[:per_device_batch])
     y = jnp.asarray(np.asarray(jax.device_get(batches[0]["label"]))[:per_device_batch])
+    extra = {}
+    if programs[0].variant.name == "baseline" and mesh.size == 1:
+      holder = [programs[0].init_state()]
+
+      def baseline_step():
+        holder[0], metrics = programs[0].compiled(holder[0], batches[0])
+        return holder[0], metrics
+      extra["train_step_baseline"] = baseline_step
     comps = component_times(fns, jax.device_put(params, mesh.devices.flat[0]), x, y,
-                            repeats=max(3, min(steps, 10)))
+                            repeats=max(3, min(steps, 10)), extra=extra)
 
   e2e = None
   if end_to_end_accuracy is not None:
