@@ -12,7 +12,8 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.model = dict(name="small_cnn", width=4, dropout_rate=0.0, dtype="float32")
+  config.model.name = "small_cnn"
+  config.model.width = 4
   config.dataset.num_train = 128
   config.dataset.num_validation = 32
   config.dataset.num_test = 32

@@ -19,5 +19,6 @@ def get_config():
   config = default.get_config()
   config.objective = "ngebm"
   config.dataset.name = "cifar10"
+  config.dataset.num_train = -1  # all 45,000 images of the recipe's training split
   config.dataset.num_workers = 8
   return config

@@ -1,4 +1,4 @@
-"""The paper's recipe (NGEBM.md), on the embedded default data: the base every config edits.
+"""The paper's recipe (docs/method.md), on the embedded default data: the base every config edits.
 
 Trains a Wide-ResNet-28-10 (no normalization, LeakyReLU 0.2) with NG-EBM: Adam 1e-4 with a
 1,000-step linear warmup, batch 64, pad-4 reflect crop + flip, 0.03 input noise in training and
@@ -6,11 +6,14 @@ test; the best checkpoint by validation accuracy is evaluated on test.
 
   python -m experiments.train --config=configs/default.py --workdir=/tmp/ngebm_default
 
-Other configs import this one and change a few fields (so each reads as a diff). On 2 CPU cores
-this full-size model is slow; use configs/smoke.py or configs/demo.py there.
+Every field that any config or the code reads is declared here, with its default; other configs
+change fields, never replace blocks, and any field can be set on the command line
+(`--config.eval.max_examples=500`). Fields without a value (`placeholder`) mean "not set".
+On 2 CPU cores this full-size model is slow; use configs/smoke.py or configs/demo.py there.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,23 +28,45 @@ def get_config() -> ml_collections.ConfigDict:
       num_steps=20, step_size=1.0, noise_std=0.01,  # K, alpha, sigma of JEM
       buffer_size=10_000, reinit_prob=0.05,         # replay buffer, uniform in [-1, 1]
       separate_unlabelled_batch=True,  # JEM's second data batch for log p~(x_data)
-      unroll=None))                    # lax.scan unroll of the chain; None: per backend
+      unroll=config_dict.placeholder(int),  # lax.scan unroll of the chain; unset: per backend
+      energy_l2=0.0))  # weight of an L2 penalty on the energies of data and samples (JEM's fix)
+  # Focus losses on the authentic-vs-generated task (objectives "cyborg", "focus").
+  config.focus = ml_collections.ConfigDict(dict(
+      alpha=0.5,                  # cyborg: L = alpha CE + (1 - alpha) MSE(CAM, h)
+      ce_weight=1.0,              # focus: L = ce_weight CE + human_weight MSE(CAM, h)
+      human_weight=0.0,           #        + entropy_weight entropy_term
+      entropy_weight=0.0,
+      entropy_form="mean",        # "mean", "log1p" or "match_reference"
+      reference_entropy=-1.0,     # match_reference target in nats; < 0: the batch's human maps
+      start_step=0,               # CAM terms off before this step, then ramped up linearly
+      ramp_steps=0))              # over these steps (0, 0: always on)
 
   config.dataset = ml_collections.ConfigDict(dict(
-      name="embedded",          # "embedded", "cifar10", "cifar100", "svhn_cropped"
-      data_dir=None,            # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
-      seed=0,                   # embedded data only: generator seed
-      num_train=10_000, num_validation=1_000, num_test=2_000,  # embedded data only
-      augment=True,             # pad-4 reflect + random crop + horizontal flip
-      noise_std=0.03,           # Gaussian noise on every input, train and test
-      num_workers=0,            # grain worker processes for augmentation
-      poison_batch=-1))         # tests only: makes that batch NaN
+      name="embedded",   # "embedded", "focus_task", "cifar10", "cifar100", "svhn_cropped"
+      data_dir=config_dict.placeholder(str),  # TFDS data_dir; unset: ~/tensorflow_datasets
+      seed=0,            # procedural data only: generator seed
+      # Training examples: procedural data generates this many; a TFDS dataset takes the first
+      # num_train of the recipe's 45,000-image training split (-1: all of it).
+      num_train=10_000,
+      num_validation=1_000, num_test=2_000,  # procedural data only (TFDS: the recipe's splits)
+      augment=True,      # pad-4 reflect + random crop (+ flip)
+      flip=True,         # horizontal flips in the augmentation
+      noise_std=0.03,    # Gaussian noise on every input, train and test
+      num_workers=0,     # grain worker processes for augmentation
+      poison_batch=-1,   # tests only: makes that batch NaN
+      # focus_task only (ngebm_jax/data/procedural/focus_task.py):
+      num_open_set_test=2_000, strength=1.0,
+      train_kinds=("checkerboard", "seam", "blockiness", "noise"),
+      open_set_kinds=("spectral", "blur", "color_shift")))
 
   config.model = ml_collections.ConfigDict(dict(
-      name="wide_resnet", depth=28, width=10, dropout_rate=0.0, dtype="float32"))
+      name="wide_resnet",  # or "small_cnn" (reads width and dropout_rate)
+      depth=28, width=10, dropout_rate=0.0, dtype="float32"))
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, warmup_steps=1000, b1=0.9, b2=0.999, weight_decay=0.0))
+      learning_rate=1e-4, warmup_steps=1000,
+      decay_epochs=(), decay_rate=1.0,  # learning rate x decay_rate at each of these epochs
+      b1=0.9, b2=0.999, weight_decay=0.0))
   config.batch_size = 64        # global batch, split over all devices
   config.num_epochs = 150
   config.num_steps = -1         # > 0 overrides num_epochs
@@ -52,9 +77,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.progress_bar = True
   config.tensorboard = True
   config.skip_nonfinite = False  # True: skip non-finite updates (counted) instead of stopping
+  config.max_abs_loss = 1e8      # |loss| above this counts as a blow-up, like a non-finite loss
   config.allow_config_change = False
 
   config.eval = ml_collections.ConfigDict(dict(
-      batch_size=500, num_bins=20, max_examples=None,
-      evaluators=("classification", "calibration", "ood", "robustness")))
+      evaluators=("classification", "calibration", "ood", "robustness"),
+      batch_size=500,
+      seed=0,            # keys of the evaluation: test-time noise per split, PGD starts
+      num_bins=20,       # ECE and reliability-diagram bins
+      max_examples=config_dict.placeholder(int),  # first N test / OOD images; unset: all
+      ood_sets=(),       # OOD sets to evaluate; empty: every one that is prepared
+      ood_scores=("log_density", "max_softmax", "approximate_mass"),
+      robustness_norms=("linf", "l2"),
+      robustness_num_examples=1000,  # PGD attacks the first N test images
+      pgd_steps=40,
+      pgd_step_size=config_dict.placeholder(float),  # pixel units; unset: 2.5 eps / steps
+      epsilons_linf=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255, 22 / 255,
+                     30 / 255),
+      epsilons_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)))
   return config

@@ -5,7 +5,7 @@
       --config.objective=ngebm                        # one of its runs by hand
 
 The same small CNN, steps, data and seed for every objective; only `objective` differs. The
-embedded data is procedural (ngebm_jax/data/embedded.py): no download. What to expect is in the
+embedded data is procedural (ngebm_jax/data/procedural/embedded.py): no download. What to expect is in the
 README (figures of the last run are written to runs/demo/report/report.md).
 """
 
@@ -14,7 +14,8 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.model = dict(name="small_cnn", width=32, dropout_rate=0.0, dtype="float32")
+  config.model.name = "small_cnn"
+  config.model.width = 32
   config.dataset.num_train = 10_000
   config.dataset.num_validation = 1_000
   config.dataset.num_test = 2_000

@@ -1,6 +1,6 @@
 """Focus losses (FOCUS.md) on the procedural authentic-vs-generated task, one recipe per run.
 
-Trains a small CNN to tell authentic from generated images (ngebm_jax/data/focus_task.py) with
+Trains a small CNN to tell authentic from generated images (ngebm_jax/data/procedural/focus_task.py) with
 one of the recipes of CYBORG (Boyd et al., WACV 2023) and arXiv 2303.00818, all through
 `ngebm_jax.focus`:
 
@@ -66,24 +66,12 @@ def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collectio
 
 def get_config(recipe: str = "ce") -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.focus = ml_collections.ConfigDict(dict(
-      alpha=0.5,                  # cyborg: L = alpha CE + (1 - alpha) MSE(CAM, h)
-      ce_weight=1.0,              # focus: L = ce_weight CE + human_weight MSE(CAM, h)
-      human_weight=0.0,           #        + entropy_weight entropy_term
-      entropy_weight=0.0,
-      entropy_form="mean",        # "mean", "log1p" or "match_reference"
-      reference_entropy=-1.0,     # match_reference target in nats; < 0: the batch's human maps
-      start_step=1_000,           # CAM terms off before this step, then ramped up linearly
-      ramp_steps=1_000))          # over these steps (0, 0: always on)
-  config.dataset = ml_collections.ConfigDict(dict(
-      name="focus_task", data_dir=None, seed=0,
-      num_train=10_000, num_validation=1_000, num_test=2_000, num_open_set_test=2_000,
-      strength=1.0,               # artifact strength (focus_task.generate)
-      train_kinds=("checkerboard", "seam", "blockiness", "noise"),
-      open_set_kinds=("spectral", "blur", "color_shift"),
-      augment=True, noise_std=0.0, num_workers=0, poison_batch=-1))
-  config.model = ml_collections.ConfigDict(dict(
-      name="small_cnn", width=16, dropout_rate=0.0, dtype="float32"))
+  config.focus.start_step = 1_000   # CAM terms off before this step, then ramped up linearly
+  config.focus.ramp_steps = 1_000   # over these steps (the cyborg recipe sets both to 0)
+  config.dataset.name = "focus_task"
+  config.dataset.noise_std = 0.0
+  config.model.name = "small_cnn"
+  config.model.width = 16
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 100
   config.batch_size = 32

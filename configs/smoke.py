@@ -14,7 +14,8 @@ def get_config():
   config.dataset.num_train = 512
   config.dataset.num_validation = 128
   config.dataset.num_test = 128
-  config.model = dict(name="small_cnn", width=8, dtype="float32")
+  config.model.name = "small_cnn"
+  config.model.width = 8
   config.sgld.buffer_size = 256
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 5
@@ -24,5 +25,10 @@ def get_config():
   config.eval_every_steps = 10
   config.checkpoint_every_steps = 10
   config.eval.batch_size = 64
+  config.eval.evaluators = ("classification", "calibration")  # OOD and PGD: experiments.evaluate
+  config.eval.robustness_num_examples = 16  # PGD on a few images, a few steps: seconds
+  config.eval.pgd_steps = 3
+  config.eval.epsilons_linf = (0.0, 8 / 255)
+  config.eval.epsilons_l2 = (0.0, 0.5)
   config.progress_bar = False
   return config

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 import ngebm_jax as ng
-from ngebm_jax.data import embedded
+from ngebm_jax.data.procedural import embedded
 
 
 class CNN(nn.Module):  # your model; examples must not interact (no batch norm)

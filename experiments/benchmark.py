@@ -13,29 +13,27 @@ about `--end_to_end_max_seconds` of training each (on 2 CPU cores the whole prog
 an hour with the defaults; `--end_to_end_accuracy=-1` skips the end-to-end part: minutes).
 Writes OUTPUT/benchmark.{json,md,png} and prints the Markdown table. Objectives not registered
 in this version (e.g. "sgld" before the SGLD-EBM objective lands) are skipped with a warning.
-The library behind it is `ngebm_jax.training.benchmark`.
+The workflow is `ngebm_jax.workflows.benchmark`.
 """
 
 from __future__ import annotations
 
-import os
-
-import jax
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-from ngebm_jax.training import benchmark
-from ngebm_jax.training import logging_utils
+from ngebm_jax.benchmarking import report
+from ngebm_jax.benchmarking import step_programs
+from ngebm_jax.workflows import benchmark
+from ngebm_jax.workflows import launch
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "..", "configs", "benchmark_wrn10.py"),
+    "config", "configs/benchmark_wrn10.py",
     "Training config whose model, batch, dtype and data are benchmarked.", lock_config=True)
 _OUTPUT = flags.DEFINE_string("output", "runs/benchmark", "Folder for benchmark.{json,md,png}.")
 _OBJECTIVES = flags.DEFINE_list("objectives", ["baseline", "ngebm", "sgld"],
                                 "Objectives to time (those not registered are skipped).")
-_SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in benchmark.DEFAULT_SGLD_STEPS],
+_SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in step_programs.DEFAULT_SGLD_STEPS],
                                 "SGLD chain lengths K to time for the 'sgld' objective.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per objective (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per objective before timing.")
@@ -59,8 +57,7 @@ _COMPONENTS = flags.DEFINE_bool("components", True,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging_utils.quiet_library_logs()
-  logging.info("JAX %s, %d device(s): %s", jax.__version__, jax.device_count(), jax.devices())
+  launch.setup()
   try:
     sgld_steps = [int(k) for k in _SGLD_STEPS.value]
   except ValueError as e:
@@ -74,8 +71,8 @@ def main(argv):
       end_to_end_max_steps=_E2E_MAX_STEPS.value, end_to_end_eval_every=_E2E_EVAL_EVERY.value,
       end_to_end_max_seconds=_E2E_MAX_SECONDS.value if _E2E_MAX_SECONDS.value > 0 else None,
       components=_COMPONENTS.value)
-  paths = benchmark.write_report(results, _OUTPUT.value)
-  print(benchmark.markdown(results), flush=True)
+  paths = report.write_report(results, _OUTPUT.value)
+  print(report.markdown(results), flush=True)
   print("Wrote " + ", ".join(paths.values()), flush=True)
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
 
-from ngebm_jax.evaluation import runs
+from ngebm_jax.workflows import evaluate_runs
+from ngebm_jax.workflows import launch
 
 _WORKDIR = flags.DEFINE_multi_string("workdir", None, "A training workdir; repeat for more runs.")
 _OUTPUT = flags.DEFINE_string("output", None, "Report folder (results.json, report.md, plots).")
@@ -45,7 +44,11 @@ _ROBUST_N = flags.DEFINE_integer("robustness_num_examples", None, "Test images a
 _EPS_LINF = flags.DEFINE_list("epsilons_linf", None, "L-inf epsilons in [0, 1] pixel units; "
                               "'8/255' is accepted.")
 _EPS_L2 = flags.DEFINE_list("epsilons_l2", None, "L2 epsilons in [0, 1] pixel units.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation's keys (input noise, PGD).")
+_SEED = flags.DEFINE_integer("seed", None, "Seed of the evaluation's keys (input noise, PGD); "
+                             "default: each run's config.eval.seed.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "validation"],
+                           "Split to evaluate: test (with the OOD sets), or validation (the "
+                           "split that chose the checkpoint, with training's input noise).")
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -62,16 +65,16 @@ def _epsilons(values):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.info("JAX %s, devices %s", jax.__version__, jax.devices())
+  launch.setup()
   overrides = dict(
       evaluators=_EVALUATORS.value, max_examples=_MAX_EXAMPLES.value, ood_sets=_OOD_SETS.value,
       noise_std=_NOISE_STD.value, batch_size=_BATCH_SIZE.value, num_bins=_NUM_BINS.value,
       pgd_steps=_PGD_STEPS.value, pgd_step_size=_PGD_STEP_SIZE.value,
       robustness_num_examples=_ROBUST_N.value, epsilons_linf=_epsilons(_EPS_LINF.value),
       epsilons_l2=_epsilons(_EPS_L2.value), seed=_SEED.value)
-  written = runs.evaluate_workdirs(_WORKDIR.value, _OUTPUT.value, names=_NAME.value,
-                                   overrides={k: v for k, v in overrides.items()
-                                              if v is not None})
+  written = evaluate_runs.evaluate_workdirs(
+      _WORKDIR.value, _OUTPUT.value, names=_NAME.value, split=_SPLIT.value,
+      overrides={k: v for k, v in overrides.items() if v is not None})
   print(f"Report: {written['report_md']}")
 
 

@@ -20,90 +20,41 @@ verified first (members, shapes, label ranges and, with --strict, the official c
 or truncated one is refused with a message saying what is wrong, and nothing is written.
 CelebA (an OOD set) is prepared only through TFDS (`--dataset=celeb_a`, optionally
 `--manual_dir` holding its files). A dataset already prepared in DIR is left as it is.
+The library behind it is `ngebm_jax.data.prepare`.
 """
-
-from __future__ import annotations
-
-import sys
-from typing import Sequence
 
 from absl import app
 from absl import flags
 
-from ngebm_jax.data import tfds_import
+from ngebm_jax.data import prepare
 
-# Own FlagValues: importing this module (tests) defines no global flags that could clash with
-# another program's; `python -m experiments.prepare_data` parses them in `_parse_flags`.
-FLAGS = flags.FlagValues()
-_DATASET = flags.DEFINE_enum("dataset", None, list(tfds_import.TFDS_DATASETS),
-                             "TFDS name of the dataset to prepare.", flag_values=FLAGS)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to prepare it in.",
-                                flag_values=FLAGS)
+_DATASET = flags.DEFINE_enum("dataset", None, list(prepare.TFDS_DATASETS),
+                             "TFDS name of the dataset to prepare.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to prepare it in.")
 _ARCHIVE = flags.DEFINE_multi_string(
     "archive", [], "Official archive file(s) for the offline import, without TensorFlow: CIFAR's "
     "python or binary .tar.gz; SVHN's train_32x32.mat / test_32x32.mat / extra_32x32.mat "
-    "(repeat the flag). Without it, TFDS downloads the dataset.", flag_values=FLAGS)
+    "(repeat the flag). Without it, TFDS downloads the dataset.")
 _STRICT = flags.DEFINE_bool(
     "strict", True, "Also require the official example counts of the archive (--nostrict "
-    "accepts small archives in the official format, e.g. for tests).", flag_values=FLAGS)
+    "accepts small archives in the official format, e.g. for tests).")
 _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", None, "TFDS path only: folder with manually downloaded files (TFDS's "
-    "DownloadConfig.manual_dir).", flag_values=FLAGS)
-flags.mark_flags_as_required(["dataset", "data_dir"], flag_values=FLAGS)
+    "DownloadConfig.manual_dir).")
+flags.mark_flags_as_required(["dataset", "data_dir"])
 
 
-def prepare(dataset: str, data_dir: str, archives: Sequence[str] = (), *, strict: bool = True,
-            manual_dir: str | None = None):
-  """Prepares `dataset` in `data_dir`; offline from `archives` when given. Returns the builder."""
-  if archives:
-    if manual_dir is not None:
-      raise app.UsageError("--manual_dir is for the TFDS path; it cannot be combined with "
-                           "--archive.")
-    return tfds_import.prepare_from_archives(dataset, data_dir, archives, strict=strict)
-  return tfds_import.prepare_with_tfds(dataset, data_dir, manual_dir=manual_dir)
-
-
-def _prepare_from_flags():
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
   try:
-    builder = prepare(_DATASET.value, _DATA_DIR.value, _ARCHIVE.value, strict=_STRICT.value,
-                      manual_dir=_MANUAL_DIR.value)
+    builder = prepare.prepare(_DATASET.value, _DATA_DIR.value, _ARCHIVE.value,
+                              strict=_STRICT.value, manual_dir=_MANUAL_DIR.value)
   except (ValueError, RuntimeError) as e:  # ArchiveError is a ValueError
     raise SystemExit(f"prepare_data: {e}") from e
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}
   print(f"{builder.name} {builder.version} is prepared in {builder.data_dir}: {splits}")
-  return builder
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
-  _prepare_from_flags()
-
-
-def run(argv: Sequence[str]):
-  """In-process entry point: parses `argv` (program name first) into this module's flags,
-  prepares the dataset like the command line does, and returns TFDS's builder for it."""
-  remaining = FLAGS(list(argv))
-  try:
-    if len(remaining) > 1:
-      raise app.UsageError(f"Unexpected arguments: {remaining[1:]}")
-    return _prepare_from_flags()
-  finally:
-    FLAGS.unparse_flags()
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  if any(a in ("-h", "-?", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
-    print(__doc__)
-    print(FLAGS.get_help())
-    sys.exit(0)
-  try:
-    remaining = FLAGS(argv, known_only=True)
-    return flags.FLAGS(remaining)  # absl's own flags (--verbosity, ...); rejects unknown ones
-  except flags.Error as e:
-    sys.stderr.write(f"FATAL Flags parsing error: {e}\nPass --help for usage.\n")
-    sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main)

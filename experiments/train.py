@@ -7,34 +7,28 @@
 Re-running the same command with the same --workdir resumes from its newest checkpoint.
 Multi-host (TPU pod slices, multi-node GPUs): the same command on every host;
 `jax.distributed.initialize()` runs when the environment describes a cluster (see README).
+The workflow is `ngebm_jax.workflows.train_and_evaluate`.
 """
 
-from __future__ import annotations
-
-import jax
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-from ngebm_jax import experiment
-from ngebm_jax.training import distributed
-from ngebm_jax.training import logging_utils
+from ngebm_jax.workflows import launch
+from ngebm_jax.workflows import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results "
+                               "(a local path or a URI such as gs://bucket/run).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging_utils.quiet_library_logs()
-  distributed.initialize_if_needed()
-  logging.info("JAX %s on %d process(es), %d device(s): %s", jax.__version__,
-               jax.process_count(), jax.device_count(), jax.devices())
-  experiment.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  launch.setup()
+  train_and_evaluate.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +54,9 @@ import optax
 
 from ngebm_jax import _checks
 # Imported by name: the package re-exports a function `energy` that shadows the module.
+from ngebm_jax.energy import ApplyFn
 from ngebm_jax.energy import at_least_float32
 from ngebm_jax.energy import log_density_input_grad
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 # Backends where `unroll=None` unrolls the SGLD chain fully (see `resolve_unroll`).
 _FULL_UNROLL_BACKENDS = ("cpu",)

@@ -1,4 +1,4 @@
-"""Tests for the embedded procedural dataset and its OOD sets (ngebm_jax/data/embedded.py)."""
+"""Tests for the embedded procedural dataset and its OOD sets (ngebm_jax/data/procedural/embedded.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ngebm_jax.data import embedded
+from ngebm_jax.data.procedural import embedded
 
 SMALL = dict(num_train=300, num_validation=100, num_test=200)
 

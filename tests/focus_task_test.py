@@ -1,11 +1,11 @@
-"""Tests of the procedural authentic-vs-generated task, ngebm_jax/data/focus_task.py."""
+"""Tests of the procedural authentic-vs-generated task, ngebm_jax/data/procedural/focus_task.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ngebm_jax.data import focus_task as ft
+from ngebm_jax.data.procedural import focus_task as ft
 
 
 @pytest.fixture(scope="module")

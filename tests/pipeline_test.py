@@ -75,11 +75,22 @@ def test_unlabelled_batch_is_a_second_order_of_the_same_data():
   assert not np.array_equal(batch["image_unlabelled"], batch["image"])
 
 
-def test_eval_batches_pad_the_last_batch_and_mark_it():
-  batches = list(pipeline.eval_batches(_source(20), batch_size=8, noise_std=0.0))
-  assert [int(b["mask"].sum()) for b in batches] == [8, 8, 4]
-  x = np.concatenate([b["image"][b["mask"]] for b in batches])
-  np.testing.assert_allclose(x, pipeline.to_model_space(_source(20).arrays["image"]))
+def test_read_split_reads_every_example_in_order():
+  source = _source(20)
+  images, labels = pipeline.read_split(source)
+  np.testing.assert_array_equal(images, source.arrays["image"])
+  np.testing.assert_array_equal(labels, source.arrays["label"])
+  assert labels.dtype == np.int32
+  # A source that is not an ArraySource is read item by item, to the same arrays.
+  items = [source[i] for i in range(len(source))]
+
+  class ListSource:
+    __len__ = lambda self: len(items)
+    __getitem__ = lambda self, i: items[i]
+
+  images2, labels2 = pipeline.read_split(ListSource())
+  np.testing.assert_array_equal(images2, images)
+  np.testing.assert_array_equal(labels2, labels)
 
 
 def test_sources_must_give_uint8_images():

@@ -129,7 +129,7 @@ def test_unscaled_images_are_refused():
   source = pipeline.ArraySource({"image": np.zeros((8, 32, 32, 3), np.float32),
                                  "label": np.zeros(8, np.int32)})
   with pytest.raises(ValueError, match="uint8"):
-    next(iter(pipeline.eval_batches(source, batch_size=4)))
+    pipeline.read_split(source)
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):

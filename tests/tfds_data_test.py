@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import socket
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -23,12 +24,13 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from experiments import prepare_data
-from ngebm_jax.data import cifar_import
-from ngebm_jax.data import svhn_import
-from ngebm_jax.data import tfds_import
+from ngebm_jax.data.prepare import cifar
+from ngebm_jax.data.prepare import svhn
+from ngebm_jax.data import prepare
+from ngebm_jax.data import ood
+from ngebm_jax.data import pipeline
 from ngebm_jax.data import tfds_sources
-from ngebm_jax.data.tfds_import import ArchiveError
+from ngebm_jax.data.prepare import ArchiveError
 from ngebm_jax.data.tfds_sources import DatasetNotPreparedError
 
 PER_BATCH = 24   # CIFAR-10: 5 train batches -> 120 train images
@@ -36,6 +38,15 @@ NUM_TEST = 20
 
 
 # --- writers of the official formats --------------------------------------------------------
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _prepare_data(args: list[str]) -> subprocess.CompletedProcess:
+  """`python -m experiments.prepare_data ARGS`, as a user runs it."""
+  return subprocess.run([sys.executable, "-m", "experiments.prepare_data", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
 
 
 def _rows(images: np.ndarray) -> np.ndarray:
@@ -185,7 +196,7 @@ def prepared(tmp_path_factory, cifar_data):
     root = tmp_path_factory.mktemp(f"{name}_{version}")
     data, names = cifar_data[name]
     archive = writer(root / f"{name}-{version}.tar.gz", data, names)
-    builder = tfds_import.prepare_from_archives(name, root / "tfds", [archive])
+    builder = prepare.prepare_from_archives(name, root / "tfds", [archive])
     assert builder.is_prepared()
     out[(name, version)] = os.fspath(root / "tfds")
   return out
@@ -197,10 +208,10 @@ def svhn_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("svhn")
   train = write_svhn_mat(root / "train_32x32.mat", *make_svhn(10, 40))
   test = write_svhn_mat(root / "test_32x32.mat", *make_svhn(11, 30))
-  builder = prepare_data.run(["prepare_data", "--dataset=svhn_cropped",
-                              f"--data_dir={root / 'tfds'}", f"--archive={train}",
-                              f"--archive={test}", "--nostrict"])
-  assert builder.name == "svhn_cropped"
+  proc = _prepare_data(["--dataset=svhn_cropped", f"--data_dir={root / 'tfds'}",
+                        f"--archive={train}", f"--archive={test}", "--nostrict"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "svhn_cropped 3.1.0 is prepared" in proc.stdout
   return os.fspath(root / "tfds")
 
 
@@ -281,12 +292,12 @@ def test_svhn_import_through_main(svhn_dir):
 def test_strict_mode_refuses_small_archives(tmp_path, cifar_data):
   data, names = cifar_data["cifar10"]
   archive = write_cifar10_python(tmp_path / "c.tar.gz", data, names)
-  contents = cifar_import.read_archive(archive, "cifar10")  # strict=False: consistency only
+  contents = cifar.read_archive(archive, "cifar10")  # strict=False: consistency only
   assert contents.version == "python"
   assert contents.splits["train"]["image"].shape == (5 * PER_BATCH, 32, 32, 3)
-  with pytest.raises(SystemExit, match="official file has 10000"):
-    prepare_data.run(["prepare_data", "--dataset=cifar10", f"--data_dir={tmp_path / 'tfds'}",
-                      f"--archive={archive}"])  # --strict is the command line's default
+  proc = _prepare_data(["--dataset=cifar10", f"--data_dir={tmp_path / 'tfds'}",
+                        f"--archive={archive}"])  # --strict is the command line's default
+  assert proc.returncode != 0 and "official file has 10000" in proc.stderr
   assert not os.path.exists(tmp_path / "tfds" / "cifar10")
 
 
@@ -294,7 +305,7 @@ def test_already_prepared_dataset_is_left_alone(prepared, tmp_path):
   data, names = make_cifar("cifar10", seed=99, per_batch=2, num_test=3)
   archive = write_cifar10_python(tmp_path / "other.tar.gz", data, names)
   data_dir = prepared[("cifar10", "python")]
-  builder = tfds_import.prepare_from_archives("cifar10", data_dir, [archive])
+  builder = prepare.prepare_from_archives("cifar10", data_dir, [archive])
   assert builder.info.splits["train"].num_examples == 5 * PER_BATCH
 
 
@@ -332,7 +343,7 @@ def test_corrupt_cifar_archives_are_refused(tmp_path, cifar_data):
   for case, (overrides, message) in _cifar10_python_cases(data, names).items():
     archive = write_cifar10_python(tmp_path / "c.tar.gz", data, names, **overrides)
     with pytest.raises(ArchiveError, match=message):
-      tfds_import.prepare_from_archives("cifar10", data_dir, [archive])
+      prepare.prepare_from_archives("cifar10", data_dir, [archive])
     assert not os.path.exists(data_dir / "cifar10"), case  # nothing written
 
   good = write_cifar10_binary(tmp_path / "b.tar.gz", data, names)
@@ -340,37 +351,37 @@ def test_corrupt_cifar_archives_are_refused(tmp_path, cifar_data):
   truncated = tmp_path / "truncated.tar.gz"
   truncated.write_bytes(raw[:len(raw) // 2])
   with pytest.raises(ArchiveError, match="corrupt or truncated"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [truncated])
+    prepare.prepare_from_archives("cifar10", data_dir, [truncated])
 
   short_record = write_cifar10_binary(
       tmp_path / "short.tar.gz", data, names,
       **{"data_batch_2.bin": b"\x01" * (3073 * 3 - 100)})
   with pytest.raises(ArchiveError, match="whole number of 3073-byte records"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [short_record])
+    prepare.prepare_from_archives("cifar10", data_dir, [short_record])
 
   bad_label = write_cifar10_binary(
       tmp_path / "label.tar.gz", data, names,
       **{"test_batch.bin": bytes([12]) + bytes(3072)})
   with pytest.raises(ArchiveError, match=r"labels must be in \[0, 10\)"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [bad_label])
+    prepare.prepare_from_archives("cifar10", data_dir, [bad_label])
 
   data100, names100 = cifar_data["cifar100"]
   other = write_cifar100_python(tmp_path / "c100.tar.gz", data100, names100)
   with pytest.raises(ArchiveError, match="--dataset=cifar100"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [other])
+    prepare.prepare_from_archives("cifar10", data_dir, [other])
 
   bad_coarse = write_cifar100_binary(
       tmp_path / "coarse.tar.gz", data100, names100,
       **{"test.bin": bytes([20, 3]) + bytes(3072)})
   with pytest.raises(ArchiveError, match=r"coarse_label: labels must be in \[0, 20\)"):
-    tfds_import.prepare_from_archives("cifar100", data_dir, [bad_coarse])
+    prepare.prepare_from_archives("cifar100", data_dir, [bad_coarse])
 
   not_tar = tmp_path / "cifar-10-python.tar.gz"
   not_tar.write_bytes(b"this is not an archive" * 10)
   with pytest.raises(ArchiveError, match="corrupt or truncated"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [not_tar])
+    prepare.prepare_from_archives("cifar10", data_dir, [not_tar])
   with pytest.raises(ArchiveError, match="does not exist"):
-    tfds_import.prepare_from_archives("cifar10", data_dir, [tmp_path / "missing.tar.gz"])
+    prepare.prepare_from_archives("cifar10", data_dir, [tmp_path / "missing.tar.gz"])
   assert not os.path.exists(data_dir / "cifar10")
 
 
@@ -394,17 +405,17 @@ def test_corrupt_svhn_files_are_refused(tmp_path):
   }
   for path, message in cases.items():
     with pytest.raises(ArchiveError, match=message):
-      tfds_import.prepare_from_archives("svhn_cropped", data_dir, [path])
+      prepare.prepare_from_archives("svhn_cropped", data_dir, [path])
   with pytest.raises(ArchiveError, match="both train_32x32.mat and test_32x32.mat"):
-    svhn_import.prepare([good], data_dir, strict=True)
+    svhn.prepare([good], data_dir, strict=True)
   assert not os.path.exists(data_dir / "svhn_cropped")
 
 
 def test_tfds_path_without_tensorflow_says_what_to_do(tmp_path):
-  if tfds_import.tensorflow_available():
+  if prepare.tensorflow_available():
     pytest.skip("TensorFlow is installed here.")
   with pytest.raises(RuntimeError, match="--archive=PATH"):
-    tfds_import.prepare_with_tfds("cifar10", tmp_path)
+    prepare.prepare_with_tfds("cifar10", tmp_path)
 
 
 # --- missing data ---------------------------------------------------------------------------
@@ -542,7 +553,7 @@ def test_image_label_source_indexing():
     view[3]
   unlabelled = tfds_sources.ImageLabelSource(base, label_key=None)
   assert unlabelled[4]["label"] == tfds_sources.NO_LABEL and len(unlabelled) == 10
-  arrays = tfds_sources.read_arrays(view)
+  arrays = pipeline.read_arrays(view)
   assert arrays["image"].shape == (3, 32, 32, 3) and list(arrays["label"]) == [1, 2, 2]
 
 
@@ -555,12 +566,12 @@ def eval_dir(tmp_path, svhn_dir, cifar_data):
   shutil.copytree(os.path.join(svhn_dir, "svhn_cropped"), tmp_path / "tfds" / "svhn_cropped")
   data100, names100 = cifar_data["cifar100"]
   archive = write_cifar100_binary(tmp_path / "c100.tar.gz", data100, names100)
-  tfds_import.prepare_from_archives("cifar100", tmp_path / "tfds", [archive])
+  prepare.prepare_from_archives("cifar100", tmp_path / "tfds", [archive])
   return tmp_path / "tfds"
 
 
 def test_ood_sources(eval_dir):
-  sets = tfds_sources.ood_sources("cifar10", eval_dir)  # celeba is optional and missing
+  sets = ood.ood_sources("cifar10", eval_dir)  # celeba is optional and missing
   assert sorted(sets) == ["cifar100", "svhn"]
   assert len(sets["svhn"]) == 30 and len(sets["cifar100"]) == NUM_TEST
   for source in sets.values():
@@ -568,20 +579,20 @@ def test_ood_sources(eval_dir):
     assert set(item) == {"image", "label"} and item["label"] == tfds_sources.NO_LABEL
     assert item["image"].dtype == np.uint8 and item["image"].shape == (32, 32, 3)
   with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
-    tfds_sources.ood_sources("cifar10", eval_dir, optional=())
+    ood.ood_sources("cifar10", eval_dir, optional=())
   with pytest.raises(DatasetNotPreparedError, match="--dataset=cifar10 "):
-    tfds_sources.ood_sources("cifar100", eval_dir)  # CIFAR-10 is required for a CIFAR-100 model
+    ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is required for a CIFAR-100 model
   with pytest.raises(ValueError, match="unknown OOD set"):
-    tfds_sources.ood_source("mnist", eval_dir)
+    ood.ood_source("mnist", eval_dir)
 
 
 def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   with pytest.raises(DatasetNotPreparedError, match="--dataset=cifar10 "):
-    tfds_sources.load_eval_data("cifar10", eval_dir)  # the in-distribution set is missing
+    ood.load_eval_data("cifar10", eval_dir)  # the in-distribution set is missing
   data, names = cifar_data["cifar10"]
   archive = write_cifar10_binary(tmp_path / "c10.tar.gz", data, names)
-  tfds_import.prepare_from_archives("cifar10", eval_dir, [archive])
-  loaded = tfds_sources.load_eval_data("cifar10", eval_dir, max_examples=12, seed=5)
+  prepare.prepare_from_archives("cifar10", eval_dir, [archive])
+  loaded = ood.load_eval_data("cifar10", eval_dir, max_examples=12, seed=5)
   images, labels = loaded["test"]
   assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
   raw = tfds.data_source("cifar10", split="test", data_dir=os.fspath(eval_dir))
@@ -593,10 +604,10 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   np.testing.assert_array_equal(loaded["ood"]["svhn"][3],
                                 tfds.data_source("svhn_cropped", split="test",
                                                  data_dir=os.fspath(eval_dir))[3]["image"])
-  for key in tfds_sources.SYNTHETIC_OOD:
+  for key in ood.SYNTHETIC_OOD:
     np.testing.assert_array_equal(loaded["ood"][key],
-                                  tfds_sources.synthetic_ood(images, seed=5)[key])
-  everything = tfds_sources.load_eval_data("cifar10", eval_dir)
+                                  ood.synthetic_ood(images, seed=5)[key])
+  everything = ood.load_eval_data("cifar10", eval_dir)
   assert len(everything["test"][0]) == NUM_TEST and len(everything["ood"]["svhn"]) == 30
 
 
@@ -642,7 +653,7 @@ def _prepare_fake_celeb_a(data_dir, colours) -> None:
 def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   colours = [(0, 0, 200), (0, 180, 0), (90, 90, 90)]
   _prepare_fake_celeb_a(tmp_path, colours)
-  source = tfds_sources.ood_source("celeba", tmp_path)
+  source = ood.ood_source("celeba", tmp_path)
   assert len(source) == 3
   for i in range(3):
     item = source[i]
@@ -655,7 +666,7 @@ def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   for i in range(3):
     image = source[i]["image"].astype(np.int32)
     assert np.abs(image - image[16, 16]).max() <= 16
-  sets = tfds_sources.ood_sources("cifar10", tmp_path, names=["celeba"])
+  sets = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
   assert list(sets) == ["celeba"]
 
 
@@ -673,14 +684,14 @@ def test_center_crop_resize_keeps_the_centre():
 
 def test_synthetic_ood():
   images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-  sets = tfds_sources.synthetic_ood(images, seed=3, num_examples=50)
+  sets = ood.synthetic_ood(images, seed=3, num_examples=50)
   assert sorted(sets) == ["constant", "interp", "uniform"]
   for value in sets.values():
     assert value.dtype == np.uint8 and value.shape == (50, 32, 32, 3)
-  again = tfds_sources.synthetic_ood(images, seed=3, num_examples=50)
+  again = ood.synthetic_ood(images, seed=3, num_examples=50)
   for key in sets:
     np.testing.assert_array_equal(sets[key], again[key])
-  assert not np.array_equal(tfds_sources.synthetic_ood(images, seed=4)["uniform"][:8],
+  assert not np.array_equal(ood.synthetic_ood(images, seed=4)["uniform"][:8],
                             sets["uniform"][:8])
   # interp: every image is the rounded-up mean of two distinct inputs (brute force).
   wide = images.astype(np.int32)
@@ -692,6 +703,6 @@ def test_synthetic_ood():
   uniform = sets["uniform"]
   assert uniform.min() == 0 and uniform.max() == 255 and abs(uniform.mean() - 127.5) < 2
   with pytest.raises(ValueError, match="at least 2"):
-    tfds_sources.synthetic_ood(images[:1], seed=0)
+    ood.synthetic_ood(images[:1], seed=0)
   with pytest.raises(ValueError, match="uint8"):
-    tfds_sources.synthetic_ood(images.astype(np.float32), seed=0)
+    ood.synthetic_ood(images.astype(np.float32), seed=0)

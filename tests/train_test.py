@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from ngebm_jax import experiment
+from ngebm_jax.workflows import evaluate_runs
+from ngebm_jax.workflows import train_and_evaluate
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
-from ngebm_jax.training import objectives
+from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
 from ngebm_jax.training.state import TrainState, make_optimizer
 
@@ -25,7 +26,7 @@ def _smoke_config(**overrides):
 
 def _run_steps(config, devices, batches, *, use_pmap=False):
   fns, params = ckpt_lib.model_from_config(config, 10)
-  objective = objectives.make_objective(config, fns)
+  objective = objective_registry.make_objective(config, fns)
   optimizer = make_optimizer(1e-3, 2)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      opt_state=optimizer.init(params),
@@ -64,14 +65,14 @@ def test_data_parallel_step_equals_single_device(objective):
 
 def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   workdir = str(tmp_path / "run")
-  results = experiment.train_and_evaluate(_smoke_config(), workdir)
+  results = train_and_evaluate.train_and_evaluate(_smoke_config(), workdir)
   for name in ("config.json", "metrics.jsonl", "results.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "checkpoints"))
   assert os.listdir(os.path.join(workdir, "best"))
   with open(os.path.join(workdir, "results.json")) as f:
     written = json.load(f)
-  assert written == pytest.approx(results)
+  assert written == results  # the JSON file holds exactly what the workflow returned
   assert 0 <= written["accuracy"] <= 1 and 0 <= written["ece"] <= 1 and written["nll"] > 0
   assert written["num_examples"] == 128
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -103,3 +104,25 @@ def test_unknown_dataset_fails(tmp_path):
   config.dataset.name = "imagenet"
   with pytest.raises(ValueError, match="dataset.name"):
     loop.train(config, str(tmp_path / "run"))
+
+
+def test_validation_and_test_evaluation_are_one_path(tmp_path):
+  # The best checkpoint is chosen by the validation accuracy training logs; evaluating that
+  # checkpoint's validation split through the test path (`experiments.evaluate --split=
+  # validation`) must give the same accuracy and NLL: same batching, same noise, same metrics.
+  workdir = str(tmp_path / "run")
+  config = _smoke_config(num_steps=10, eval_every_steps=5)
+  loop.train(config, workdir, devices=jax.devices()[:2])  # validation split over 2 devices
+  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+  try:
+    best = ckpts.best_metrics()
+  finally:
+    ckpts.close()
+  figures = evaluate_runs.evaluate_workdir(workdir, str(tmp_path / "eval"), split="validation")
+  assert figures["classification"]["num_examples"] == config.dataset.num_validation
+  assert figures["classification"]["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-12)
+  assert figures["classification"]["nll"] == pytest.approx(best["val_nll"], rel=1e-5)
+  # The validation noise is real: without it the figures differ.
+  clean = evaluate_runs.evaluate_workdir(workdir, str(tmp_path / "clean"), split="validation",
+                                         overrides={"noise_std": 0.0})
+  assert clean["classification"]["nll"] != pytest.approx(best["val_nll"], rel=1e-7)

@@ -26,7 +26,7 @@ class DatasetInfo:
 def dataset_info(config) -> DatasetInfo:
   name = config.dataset.name
   if name == EMBEDDED:
-    from ngebm_jax.data import embedded  # pylint: disable=g-import-not-at-top
+    from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
     return DatasetInfo(name, embedded.NUM_CLASSES, tuple(embedded.IMAGE_SHAPE))
   if name == FOCUS_TASK:
     return DatasetInfo(name, 2)
@@ -37,21 +37,24 @@ def dataset_info(config) -> DatasetInfo:
 
 
 def _embedded_splits(config) -> dict:
-  from ngebm_jax.data import embedded  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
   d = config.dataset
-  return embedded.load(seed=d.get("seed", 0), num_train=d.get("num_train", 10000),
-                       num_validation=d.get("num_validation", 1000),
-                       num_test=d.get("num_test", 2000))
+  if d.num_train < 1:
+    raise ValueError(f"config.dataset.num_train must be >= 1 for the {d.name!r} data (it is "
+                     f"generated); got {d.num_train}.")
+  return embedded.load(seed=d.seed, num_train=d.num_train, num_validation=d.num_validation,
+                       num_test=d.num_test)
 
 
-def _focus_task_splits(config) -> dict:
-  from ngebm_jax.data import focus_task  # pylint: disable=g-import-not-at-top
+def focus_task_splits(config) -> dict:
+  """Every split of the focus task of `config.dataset` as arrays (with maps and kinds)."""
+  from ngebm_jax.data.procedural import focus_task  # pylint: disable=g-import-not-at-top
   d = config.dataset
   return focus_task.load(
-      seed=d.get("seed", 0), train_kinds=tuple(d.train_kinds),
+      seed=d.seed, train_kinds=tuple(d.train_kinds),
       open_set_kinds=tuple(d.open_set_kinds), num_train=d.num_train,
       num_validation=d.num_validation, num_test=d.num_test,
-      num_open_set_test=d.num_open_set_test, strength=d.get("strength", 1.0))
+      num_open_set_test=d.num_open_set_test, strength=d.strength)
 
 
 def get_sources(config) -> dict:
@@ -66,9 +69,11 @@ def get_sources(config) -> dict:
             for split, arrays in _embedded_splits(config).items()}
   if info.name == FOCUS_TASK:
     return {split: ArraySource({k: arrays[k] for k in ("image", "label", "human_map")})
-            for split, arrays in _focus_task_splits(config).items()}
+            for split, arrays in focus_task_splits(config).items()}
   from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-  return tfds_sources.recipe_splits(info.name, config.dataset.get("data_dir"))
+  num_train = config.dataset.num_train
+  return tfds_sources.recipe_splits(info.name, config.dataset.data_dir,
+                                    num_train=None if num_train < 0 else num_train)
 
 
 def load_eval_data(config) -> dict:
@@ -79,18 +84,18 @@ def load_eval_data(config) -> dict:
   """
   info = dataset_info(config)
   if info.name == EMBEDDED:
-    from ngebm_jax.data import embedded  # pylint: disable=g-import-not-at-top
+    from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
     test = _embedded_splits(config)["test"]
-    ood = embedded.ood_sets(test["image"], seed=config.dataset.get("seed", 0) + 1)
-    return {"test": (test["image"], test["label"]), "ood": ood}
+    return {"test": (test["image"], test["label"]),
+            "ood": embedded.ood_sets(test["image"], seed=config.dataset.seed + 1)}
   if info.name == FOCUS_TASK:
-    splits = _focus_task_splits(config)  # open-set images: generators never seen in training
+    splits = focus_task_splits(config)  # open-set images: generators never seen in training
     return {"test": (splits["test"]["image"], splits["test"]["label"]),
             "ood": {"open_set_test": splits["open_set_test"]["image"]}}
-  from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-  return tfds_sources.load_eval_data(info.name, config.dataset.get("data_dir"),
-                                     max_examples=config.eval.get("max_examples"))
+  from ngebm_jax.data import ood  # pylint: disable=g-import-not-at-top
+  return ood.load_eval_data(info.name, config.dataset.data_dir,
+                            max_examples=config.eval.max_examples)
 
 
 __all__ = ["ArraySource", "DatasetInfo", "PipelineOptions", "dataset_info", "get_sources",
-           "load_eval_data", "pipeline"]
+           "focus_task_splits", "load_eval_data", "pipeline"]

@@ -17,7 +17,7 @@ order, so the global batch is the concatenation of the local ones.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import grain
 import numpy as np
@@ -90,7 +90,8 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, *, pad: int = 4,
 @dataclasses.dataclass(frozen=True)
 class PipelineOptions:
   batch_size: int            # per-process batch size
-  augment: bool = True       # pad-4 reflect + random crop + flip
+  augment: bool = True       # pad-4 reflect + random crop (+ flip)
+  flip: bool = True          # horizontal flips in the augmentation (JEM: none for SVHN digits)
   noise_std: float = 0.03    # Gaussian noise added to every input (recipe: train and test)
   num_workers: int = 0       # grain worker processes; 0 = in the main process
   seed: int = 0
@@ -102,17 +103,18 @@ def _stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def _finalize(batch: dict, rng: np.random.Generator, *, augment: bool, noise_std: float):
+def _finalize(batch: dict, rng: np.random.Generator, *, augment: bool, flip: bool,
+              noise_std: float):
   images = batch["image"]
   if images.dtype != np.uint8:
     raise ValueError(f"sources must yield uint8 images; got {images.dtype}.")
   side = [k for k in SPATIAL_FIELDS if k in batch]
   out = {k: v for k, v in batch.items() if k != "image"}
   if augment and side:
-    images, maps = augment_batch(images, rng, maps=tuple(batch[k] for k in side))
+    images, maps = augment_batch(images, rng, flip=flip, maps=tuple(batch[k] for k in side))
     out.update(zip(side, maps))
   elif augment:
-    images = augment_batch(images, rng)
+    images = augment_batch(images, rng, flip=flip)
   x = to_model_space(images)
   if noise_std > 0:
     x = x + noise_std * rng.standard_normal(x.shape, dtype=np.float32)
@@ -141,7 +143,8 @@ def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
 
   def finalize(index, batch, stream=0):
     rng = np.random.default_rng([options.seed, process_index, index, stream])
-    batch = _finalize(batch, rng, augment=options.augment, noise_std=options.noise_std)
+    batch = _finalize(batch, rng, augment=options.augment, flip=options.flip,
+                      noise_std=options.noise_std)
     if index == options.poison_batch:
       batch["image"] = np.full_like(batch["image"], np.nan)
     return batch
@@ -158,28 +161,34 @@ def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
   return it
 
 
-def eval_batches(source, *, batch_size: int, noise_std: float = 0.03, seed: int = 0,
-                 process_index: int = 0, process_count: int = 1):
-  """Deterministic pass over `source` in order: no augmentation, the recipe's test-time noise.
+def read_arrays(source, indices: Sequence[int] | None = None, *, chunk: int = 1000
+                ) -> dict[str, np.ndarray]:
+  """Reads a source into memory: {"image": uint8 [M, H, W, C], "label": int64 [M]}.
 
-  The last batch is kept whole and padded to `batch_size` (so one compiled shape serves every
-  batch); `mask` marks the real examples.
+  For example the in-distribution test images that `synthetic_ood` mixes.
   """
-  ds = grain.MapDataset.source(source)
-  ds = _shard_for_process(ds, process_index, process_count)
-  n = len(ds)
+  indices = range(len(source)) if indices is None else list(indices)
+  images, labels = [], []
+  for start in range(0, len(indices), chunk):
+    part = [int(i) for i in indices[start:start + chunk]]
+    items = (source.__getitems__(part) if hasattr(source, "__getitems__")
+             else [source[i] for i in part])
+    images.extend(np.asarray(item["image"]) for item in items)
+    labels.extend(int(item["label"]) for item in items)
+  if not images:
+    raise ValueError("read_arrays: the source (or the index list) is empty.")
+  return {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}
 
-  def pad_and_finalize(index, examples):
-    batch = _stack(examples)
-    valid = len(examples)
-    rng = np.random.default_rng([seed, index])
-    batch = _finalize(batch, rng, augment=False, noise_std=noise_std)
-    if valid < batch_size:
-      batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - valid, axis=0)])
-               for k, v in batch.items()}
-    batch["mask"] = np.arange(batch_size) < valid
-    return batch
 
-  for index, start in enumerate(range(0, n, batch_size)):
-    examples = [ds[i] for i in range(start, min(start + batch_size, n))]
-    yield pad_and_finalize(index, examples)
+def read_split(source) -> tuple[np.ndarray, np.ndarray]:
+  """A whole split in memory for evaluation: `(images uint8 [N, H, W, C], labels int32 [N])`.
+
+  Evaluation sets (validation, test, OOD) are small next to a device's memory (CIFAR's 10,000
+  test images are 30 MB), and the evaluation path (`ngebm_jax.evaluation.inference`) batches
+  arrays, so every split is read once, here, whatever its source.
+  """
+  arrays = source.arrays if isinstance(source, ArraySource) else read_arrays(source)
+  images = np.asarray(arrays["image"])
+  if images.dtype != np.uint8:
+    raise ValueError(f"sources must yield uint8 images; got {images.dtype}.")
+  return images, np.asarray(arrays["label"], np.int32)

@@ -48,7 +48,7 @@ from typing import Any, Mapping, Sequence
 from absl import logging
 import numpy as np
 
-from ngebm_jax.data import tfds_import
+from ngebm_jax.data import prepare
 
 NO_LABEL = -1  # label of OOD examples: they belong to no in-distribution class
 IMAGE_SHAPE = (32, 32, 3)
@@ -56,16 +56,6 @@ IMAGE_SHAPE = (32, 32, 3)
 # Recipe split (JEM's train_wrn_ebm.py: np.random.seed(1234), n_valid=5000).
 RECIPE_NUM_VALIDATION = 5000
 RECIPE_SPLIT_SEED = 1234
-
-# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (NGEBM.md, JEM Table 3).
-OOD_DATASETS = {"svhn": "svhn_cropped", "cifar10": "cifar10", "cifar100": "cifar100",
-                "celeba": "celeb_a"}
-DEFAULT_OOD = {
-    "cifar10": ("svhn", "cifar100", "celeba"),
-    "cifar100": ("svhn", "cifar10", "celeba"),
-    "svhn_cropped": ("cifar10", "cifar100", "celeba"),
-}
-SYNTHETIC_OOD = ("interp", "uniform", "constant")
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -102,11 +92,11 @@ def require_prepared(name: str, data_dir: str | os.PathLike | None = None):
   version_dir = os.fspath(builder.data_dir)
   dataset_dir = os.path.dirname(version_dir)
   root = os.path.dirname(dataset_dir)
-  if name in tfds_import.TFDS_DATASETS:
-    how = f"Prepare it with:\n  {tfds_import.prepare_command(name, root)}"
-    if name in tfds_import.ARCHIVE_DATASETS:
+  if name in prepare.TFDS_DATASETS:
+    how = f"Prepare it with:\n  {prepare.prepare_command(name, root)}"
+    if name in prepare.ARCHIVE_DATASETS:
       how += (f"\nwith --archive=PATH to import it offline, without TensorFlow, from "
-              f"{tfds_import.ARCHIVE_HINTS[name]}; without --archive TFDS downloads it (needs "
+              f"{prepare.ARCHIVE_HINTS[name]}; without --archive TFDS downloads it (needs "
               "internet and TensorFlow).")
     else:
       how += ("\n(TFDS downloads it; needs internet and TensorFlow. Files downloaded by hand can "
@@ -218,25 +208,6 @@ class ImageLabelSource:
             f"label_key={self._label_key!r}, resize_to={self._resize_to})")
 
 
-def read_arrays(source, indices: Sequence[int] | None = None, *, chunk: int = 1000
-                ) -> dict[str, np.ndarray]:
-  """Reads a source into memory: {"image": uint8 [M, H, W, C], "label": int64 [M]}.
-
-  For example the in-distribution test images that `synthetic_ood` mixes.
-  """
-  indices = range(len(source)) if indices is None else list(indices)
-  images, labels = [], []
-  for start in range(0, len(indices), chunk):
-    part = [int(i) for i in indices[start:start + chunk]]
-    items = (source.__getitems__(part) if hasattr(source, "__getitems__")
-             else [source[i] for i in part])
-    images.extend(np.asarray(item["image"]) for item in items)
-    labels.extend(int(item["label"]) for item in items)
-  if not images:
-    raise ValueError("read_arrays: the source (or the index list) is empty.")
-  return {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}
-
-
 # --- the recipe's train / validation split ----------------------------------------------------
 
 
@@ -332,12 +303,15 @@ def archive_index(name: str, split: str, data_dir: str | os.PathLike | None = No
 
 
 def recipe_splits(name: str, data_dir: str | os.PathLike | None = None, *,
-                  num_validation: int = RECIPE_NUM_VALIDATION,
-                  seed: int = RECIPE_SPLIT_SEED) -> dict[str, ImageLabelSource]:
+                  num_validation: int = RECIPE_NUM_VALIDATION, seed: int = RECIPE_SPLIT_SEED,
+                  num_train: int | None = None) -> dict[str, ImageLabelSource]:
   """The recipe's splits: {"train", "validation"} from TFDS's train split, and "test".
 
   CIFAR-10 / CIFAR-100: 45,000 / 5,000 / 10,000 (the split is JEM's; see the module docstring).
   Works for any dataset with TFDS-style ids (e.g. svhn_cropped, as JEM did for SVHN).
+  `num_train` keeps the first that many training examples (in storage order, which TFDS has
+  shuffled by key hash, so classes are mixed), for CPU-sized studies and data-efficiency
+  experiments; validation and test are unchanged.
 
   Raises:
     DatasetNotPreparedError: see `require_prepared`.
@@ -346,7 +320,16 @@ def recipe_splits(name: str, data_dir: str | os.PathLike | None = None, *,
   positions = recipe_split_indices(index, num_validation=num_validation, seed=seed)
   train = load_source(name, "train", data_dir)
   test = load_source(name, "test", data_dir)
-  return {"train": ImageLabelSource(train, positions["train"]),
+  train_positions = positions["train"]
+  if num_train is not None:
+    if isinstance(num_train, bool) or not 1 <= int(num_train) <= len(train_positions):
+      raise ValueError(f"num_train must be in [1, {len(train_positions)}] for {name}; got "
+                       f"{num_train} (-1 in config.dataset.num_train means all).")
+    if int(num_train) < len(train_positions):
+      logging.warning("Training on the first %d of the %d training examples of %s "
+                      "(config.dataset.num_train).", num_train, len(train_positions), name)
+    train_positions = train_positions[:int(num_train)]
+  return {"train": ImageLabelSource(train, train_positions),
           "validation": ImageLabelSource(train, positions["validation"]),
           "test": ImageLabelSource(test)}
 
@@ -356,145 +339,6 @@ def num_classes(name: str, data_dir: str | os.PathLike | None = None) -> int:
   return int(require_prepared(name, data_dir).info.features["label"].num_classes)
 
 
-# --- OOD sets --------------------------------------------------------------------------------
-
-
-def ood_source(ood_name: str, data_dir: str | os.PathLike | None = None, *,
-               split: str = "test") -> ImageLabelSource:
-  """One OOD set ("svhn", "cifar10", "cifar100", "celeba") as 32x32 images with `NO_LABEL`.
-
-  Raises:
-    DatasetNotPreparedError: see `require_prepared`.
-  """
-  if ood_name not in OOD_DATASETS:
-    raise ValueError(f"unknown OOD set {ood_name!r}; known: {sorted(OOD_DATASETS)} (and the "
-                     f"synthetic {SYNTHETIC_OOD}, see synthetic_ood).")
-  tfds_name = OOD_DATASETS[ood_name]
-  source = load_source(tfds_name, split, data_dir)
-  resize_to = IMAGE_SHAPE[0] if tfds_name == "celeb_a" else None
-  return ImageLabelSource(source, label_key=None, resize_to=resize_to)
-
-
-def ood_sources(in_distribution: str, data_dir: str | os.PathLike | None = None, *,
-                names: Sequence[str] | None = None,
-                optional: Sequence[str] = ("celeba",)) -> dict[str, ImageLabelSource]:
-  """The real-image OOD sets for a model trained on `in_distribution`.
-
-  Args:
-    in_distribution: "cifar10", "cifar100" or "svhn_cropped".
-    data_dir: TFDS data directory.
-    names: OOD set names; default `DEFAULT_OOD[in_distribution]` (CIFAR-10: svhn, cifar100,
-      celeba).
-    optional: names that are skipped, with a logged warning and the command that prepares them,
-      when not prepared. Others raise.
-
-  Returns:
-    {ood name: source of {"image": uint8 [32, 32, 3], "label": NO_LABEL}}, test splits.
-
-  Raises:
-    DatasetNotPreparedError: a required set is not prepared.
-  """
-  if names is None:
-    if in_distribution not in DEFAULT_OOD:
-      raise ValueError(f"no default OOD sets for {in_distribution!r}; pass names= "
-                       f"(known: {sorted(OOD_DATASETS)}).")
-    names = DEFAULT_OOD[in_distribution]
-  out = {}
-  for ood_name in names:
-    if OOD_DATASETS.get(ood_name) == in_distribution:
-      raise ValueError(f"{ood_name!r} is the in-distribution dataset, not an OOD set.")
-    try:
-      out[ood_name] = ood_source(ood_name, data_dir)
-    except DatasetNotPreparedError as e:
-      if ood_name not in optional:
-        raise
-      logging.warning("Skipping the optional OOD set %r: %s", ood_name, e)
-  return out
-
-
-def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = None
-                  ) -> dict[str, np.ndarray]:
-  """The synthetic OOD sets, from in-distribution uint8 images (JEM §5.2 "interp", and noise).
-
-  interp    pixel average of two distinct random in-distribution images (halves rounded up);
-            JEM averages two shuffled test batches.
-  uniform   i.i.d. uniform pixels in 0..255.
-  constant  one random colour per image.
-
-  Args:
-    images: uint8 [N, H, W, C] in-distribution images (normally the test split), N >= 2.
-    seed: seeds a `numpy.random.Generator`; each set uses its own child seed.
-    num_examples: images per set, M; default N.
-
-  Returns:
-    {"interp", "uniform", "constant": uint8 [M, H, W, C]}.
-  """
-  images = np.asarray(images)
-  if images.dtype != np.uint8 or images.ndim != 4:
-    raise ValueError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}.")
-  n = images.shape[0]
-  if n < 2:
-    raise ValueError(f"'interp' needs at least 2 in-distribution images; got {n}.")
-  m = n if num_examples is None else num_examples
-  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-    raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
-  m = int(m)
-  rng_interp, rng_uniform, rng_constant = (
-      np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-  first = rng_interp.integers(0, n, m)
-  second = (first + rng_interp.integers(1, n, m)) % n  # never the same image twice
-  total = images[first].astype(np.uint16) + images[second].astype(np.uint16)
-  shape = (m,) + images.shape[1:]
-  colours = rng_constant.integers(0, 256, (m, 1, 1, images.shape[3]), dtype=np.uint8)
-  return {
-      "interp": ((total + 1) // 2).astype(np.uint8),
-      "uniform": rng_uniform.integers(0, 256, shape, dtype=np.uint8),
-      "constant": np.broadcast_to(colours, shape).copy(),
-  }
-
-
-def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
-                   max_examples: int | None = None, seed: int = 0,
-                   ood_names: Sequence[str] | None = None,
-                   optional: Sequence[str] = ("celeba",)) -> dict[str, Any]:
-  """The test set and every OOD set of a model trained on `name`, as in-memory uint8 arrays.
-
-  Args:
-    name: the in-distribution TFDS dataset ("cifar10", "cifar100", "svhn_cropped").
-    data_dir: TFDS data directory.
-    max_examples: read at most this many examples of the test set and of each real OOD set (the
-      first ones in storage order, which TFDS has already shuffled by key hash); None: all.
-    seed: seeds the synthetic OOD sets.
-    ood_names: real OOD sets, default `DEFAULT_OOD[name]`; `optional` ones may be missing.
-
-  Returns:
-    {"test": (images uint8 [N, 32, 32, 3], labels int32 [N]),
-     "ood": {"svhn", "cifar100" (or "cifar10"), "celeba" (when prepared), "interp", "uniform",
-             "constant": uint8 [M, 32, 32, 3]}}; the synthetic sets have N images.
-
-  Raises:
-    DatasetNotPreparedError: the dataset or a required OOD set is not prepared.
-  """
-  if max_examples is not None and (isinstance(max_examples, bool) or int(max_examples) < 2):
-    raise ValueError(f"max_examples must be None or an integer >= 2; got {max_examples!r}.")
-  sources = ood_sources(name, data_dir, names=ood_names, optional=optional)  # fail fast
-
-  def first(source):
-    n = len(source) if max_examples is None else min(len(source), int(max_examples))
-    return read_arrays(source, range(n))
-
-  test = first(ImageLabelSource(load_source(name, "test", data_dir)))
-  ood = {}
-  for ood_name, source in sources.items():
-    logging.info("Reading the OOD set %s (%d examples).", ood_name,
-                 len(source) if max_examples is None else min(len(source), max_examples))
-    ood[ood_name] = first(source)["image"]
-  ood.update(synthetic_ood(test["image"], seed=seed))
-  return {"test": (test["image"], test["label"].astype(np.int32)), "ood": ood}
-
-
-__all__ = ["NO_LABEL", "RECIPE_NUM_VALIDATION", "RECIPE_SPLIT_SEED", "OOD_DATASETS",
-           "DEFAULT_OOD", "SYNTHETIC_OOD", "DatasetNotPreparedError", "ImageLabelSource",
-           "require_prepared", "load_source", "read_arrays", "recipe_split_indices",
-           "archive_index", "recipe_splits", "num_classes", "ood_source", "ood_sources",
-           "synthetic_ood", "center_crop_resize", "load_eval_data"]
+__all__ = ["NO_LABEL", "RECIPE_NUM_VALIDATION", "RECIPE_SPLIT_SEED", "DatasetNotPreparedError",
+           "ImageLabelSource", "require_prepared", "load_source", "recipe_split_indices",
+           "archive_index", "recipe_splits", "num_classes", "center_crop_resize"]

@@ -10,10 +10,11 @@ Modules:
   plots: reliability diagram, OOD histograms, ROC and robustness curves (PNG files).
   evaluators: EvalInputs, EvalOptions, the EVALUATORS registry and run_evaluators.
   report: write_report (results.json and report.md).
-  runs: evaluate_workdirs, the library side of `python -m experiments.evaluate`.
+  inference: the one batched, noisy prediction path (validation, test, OOD, PGD, salience).
+  focus_task: detection AUROC and CAM statistics on the authentic-vs-generated task.
 
 The metrics and attacks import only NumPy and JAX (scikit-learn on the first OOD metric). The
-evaluators, report and runs, which need matplotlib and the trainer's checkpoints, load on first
+evaluators and report, which need matplotlib, load on first
 use of their names here (`ngebm_jax.evaluation.EvalInputs`, ...).
 """
 
@@ -44,7 +45,6 @@ _LAZY = {
     "EvalOptions": "evaluators",
     "run_evaluators": "evaluators",
     "write_report": "report",
-    "evaluate_workdirs": "runs",
 }
 
 
@@ -57,8 +57,8 @@ def __getattr__(name):
 
 __all__ = [
     "DEFAULT_EPSILONS", "EVALUATORS", "EvalInputs", "EvalOptions", "SCORE_NAMES",
-    "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins", "evaluate_workdirs",
-    "expected_calibration_error", "fpr_at_tpr", "make_pgd_attack", "negative_log_likelihood",
-    "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy", "run_evaluators",
-    "write_report",
+    "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins",
+    "expected_calibration_error", "fpr_at_tpr", "make_pgd_attack", "make_score_fn",
+    "negative_log_likelihood", "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy",
+    "run_evaluators", "write_report",
 ]

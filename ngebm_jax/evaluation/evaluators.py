@@ -18,20 +18,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from ngebm_jax.energy import ApplyFn
 from ngebm_jax.evaluation import calibration
+from ngebm_jax.evaluation import inference
+from ngebm_jax.evaluation.inference import make_noisy_fn
+from ngebm_jax.evaluation.inference import purpose_key
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import robustness
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,9 @@ class EvalInputs:
     ood_images: OOD set name -> `[M, H, W, C]` float images in model space.
     key: PRNG key; split by purpose inside (input noise per set, PGD starts).
     options: `EvalOptions`.
+    split: the name of the split `images` come from ("test", "validation"); it names the key
+      of their input noise (`inference.noise_key(seed, split)`), so a split has the same noise
+      here as in training's validation.
   """
   apply_fn: ApplyFn
   params: Any
@@ -100,6 +104,7 @@ class EvalInputs:
   ood_images: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
   key: jax.Array = dataclasses.field(default_factory=lambda: jax.random.key(0))
   options: EvalOptions = dataclasses.field(default_factory=EvalOptions)
+  split: str = "test"
   # Test-set logits shared by the classification and calibration evaluators (same noise).
   _logits: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -120,57 +125,18 @@ class EvalInputs:
                          f"{np.asarray(x).dtype} {np.shape(x)}.")
 
 
-def purpose_key(key: jax.Array, purpose: str) -> jax.Array:
-  """A key for one purpose (e.g. `"noise/test"`), stable across runs and Python versions."""
-  return jax.random.fold_in(key, zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
-
-
-def add_input_noise(x: jax.Array, indices: jax.Array, key: jax.Array,
-                    noise_std: float) -> jax.Array:
-  """`x + noise_std * N(0, I)`, the noise of example `i` drawn from `fold_in(key, i)`.
-
-  With the default (threefry) keys the noise of an example does not depend on the batch it is
-  in; "rbg" keys make no such promise under `vmap`.
-
-  Args:
-    x: `[B, H, W, C]` inputs.
-    indices: `[B]` int positions of the examples in their set.
-    key: the set's noise key.
-    noise_std: the standard deviation (model units).
-  """
-  def one(i, xi):
-    return xi + noise_std * jax.random.normal(jax.random.fold_in(key, i), xi.shape, xi.dtype)
-  return jax.vmap(one)(indices, x)
-
-
-def make_noisy_fn(fn: Callable, noise_std: float) -> Callable:
-  """Jitted `step(params, x, indices, key) = fn(params, add_input_noise(x, indices, key, std))`.
-
-  Build it once per `fn` and reuse it over sets (each with its own key): one compilation.
-  """
-  @jax.jit
-  def step(params, xb, idx, key):
-    if noise_std > 0:
-      xb = add_input_noise(xb, idx, key, noise_std)
-    return fn(params, xb)
-  return step
-
-
 def _noisy_map(step: Callable, inputs: EvalInputs, x: np.ndarray, purpose: str) -> Any:
-  """`step` (from `make_noisy_fn`) over all of `x` in batches, with the set's noise key."""
-  key = purpose_key(inputs.key, "noise/" + purpose)
-  return ood.batched(lambda xb, idx: step(inputs.params, xb, idx, key), x,
-                     np.arange(x.shape[0], dtype=np.int32),
-                     batch_size=inputs.options.batch_size)
+  """`step` (from `inference.make_noisy_fn`) over all of `x` in batches, with the set's key."""
+  return inference.predict(step, inputs.params, x, purpose_key(inputs.key, "noise/" + purpose),
+                           batch_size=inputs.options.batch_size)
 
 
 def test_logits(inputs: EvalInputs) -> np.ndarray:
   """`[N, K]` float32 logits of the (noisy) test images, computed once per `EvalInputs`."""
   if inputs._logits is None:
     logging.info("Computing logits of %d test images.", inputs.images.shape[0])
-    step = make_noisy_fn(lambda p, x: inputs.apply_fn(p, x).astype(jnp.float32),
-                         inputs.options.noise_std)
-    inputs._logits = np.asarray(_noisy_map(step, inputs, inputs.images, "test"))
+    step = make_noisy_fn(inference.logits_fn(inputs.apply_fn), inputs.options.noise_std)
+    inputs._logits = np.asarray(_noisy_map(step, inputs, inputs.images, inputs.split))
   return inputs._logits
 
 
@@ -224,7 +190,7 @@ def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
     return _noisy_map(step, inputs, np.asarray(x), purpose)
 
   logging.info("OOD scores of the in-distribution test set.")
-  scores_in = scores_of(inputs.images, "test")
+  scores_in = scores_of(inputs.images, inputs.split)
   metrics, means, plot_paths = {}, {"in_distribution": {}}, {}
   for s in score_names:
     means["in_distribution"][s] = float(np.mean(scores_in[s]))

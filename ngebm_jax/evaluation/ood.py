@@ -28,12 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngebm_jax import _checks
+from ngebm_jax.evaluation.inference import batched
 # Not `from ngebm_jax import energy`: the package re-exports the function `energy` under that name.
+from ngebm_jax.energy import ApplyFn
 from ngebm_jax.energy import log_density
 from ngebm_jax.energy import log_density_input_grad
 from ngebm_jax.energy import per_example_norm
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 ScoreFn = Callable[[Any, jax.Array], dict]
 
 SCORE_NAMES = ("log_density", "max_softmax", "approximate_mass")
@@ -84,43 +85,6 @@ def make_score_fn(apply_fn: ApplyFn, score_names: Sequence[str] = SCORE_NAMES) -
     return out
 
   return jax.jit(score_fn)
-
-
-def batched(fn: Callable[..., Any], *arrays: Any, batch_size: int) -> Any:
-  """Applies `fn` to aligned batches of exactly `batch_size` examples and concatenates.
-
-  The last batch is padded with copies of its last example (dropped from the output), so a
-  jitted `fn` sees one shape and compiles once. `fn` must treat examples independently (no batch
-  statistics), which holds for every model here.
-
-  Args:
-    fn: `fn(*batches) -> pytree of [batch_size, ...] arrays`, one batch per array.
-    *arrays: `[N, ...]` inputs (NumPy or JAX) with the same leading size, sliced together.
-    batch_size: examples per call.
-
-  Returns:
-    The pytree of `fn`'s outputs, each leaf a NumPy array `[N, ...]`.
-  """
-  if not arrays:
-    raise ValueError("batched needs at least one array.")
-  n = int(np.shape(arrays[0])[0])
-  if n == 0:
-    raise ValueError("cannot evaluate an empty set of examples.")
-  if any(int(np.shape(a)[0]) != n for a in arrays):
-    raise ValueError(f"arrays must share their leading size; got "
-                     f"{[np.shape(a)[0] for a in arrays]}.")
-  if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-  batch_size = int(min(batch_size, n))
-  outputs = []
-  for start in range(0, n, batch_size):
-    chunks = [np.asarray(a[start:start + batch_size]) for a in arrays]
-    m = chunks[0].shape[0]
-    if m < batch_size:
-      chunks = [np.concatenate([c, np.repeat(c[-1:], batch_size - m, axis=0)]) for c in chunks]
-    out = fn(*chunks)
-    outputs.append(jax.tree.map(lambda a, m=m: np.asarray(a)[:m], out))
-  return jax.tree.map(lambda *leaves: np.concatenate(leaves, axis=0), *outputs)
 
 
 def ood_scores(apply_fn: ApplyFn, params: Any, x: Any, *,

@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
 
+from ngebm_jax import reporting
+
 
 def _save(fig: Figure, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
-  return path
+  reporting.save_figure(fig, path)
+  return os.fspath(path)
 
 
 def reliability_diagram(bins: Mapping[str, Any], path: str, *, title: str | None = None,

@@ -32,8 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngebm_jax import _checks
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
+from ngebm_jax.energy import ApplyFn
+from ngebm_jax.evaluation.inference import add_input_noise
+from ngebm_jax.evaluation.inference import batched
 
 NORMS = ("linf", "l2")
 
@@ -190,7 +191,8 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
     step_size: in pixel units, the same for every epsilon; `None` for `2.5 * eps / num_steps`.
     batch_size: examples per attack call (the last batch is padded, so one compilation).
     noise_std: std of Gaussian noise (model units) added to the adversarial inputs before they
-      are classified, the test-time noise of the NG-EBM recipe (0.03); not seen by the attack.
+      are classified, the test-time noise of the NG-EBM recipe (0.03), drawn per example as
+      `inference.add_input_noise` does; not seen by the attack.
     random_start: PGD's random start.
     input_scale: model units per pixel unit (2 for [-1, 1] inputs).
 
@@ -212,29 +214,23 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
                            random_start=random_start, input_scale=input_scale)
 
   @jax.jit
-  def correct_fn(params, x_adv, y, key):
-    if noise_std > 0:
-      x_adv = x_adv + noise_std * jax.random.normal(key, x_adv.shape, x_adv.dtype)
+  def correct_fn(params, x_adv, y, idx, key):
+    if noise_std > 0:  # the evaluation's test-time noise, per example
+      x_adv = add_input_noise(x_adv, idx, key, noise_std)
     return jnp.argmax(apply_fn(params, x_adv), axis=-1) == y
 
-  n = x.shape[0]
-  batch_size = int(min(batch_size, n))
   results = {}
   for i, eps in enumerate(epsilons):
-    k_eps = jax.random.fold_in(key, i)
-    num_correct = 0
-    for b, start in enumerate(range(0, n, batch_size)):
-      xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-      m = xb.shape[0]
-      if m < batch_size:  # pad with copies of the last example, dropped below
-        xb = np.concatenate([xb, np.repeat(xb[-1:], batch_size - m, axis=0)])
-        yb = np.concatenate([yb, np.repeat(yb[-1:], batch_size - m, axis=0)])
-      k_attack, k_noise = jax.random.split(jax.random.fold_in(k_eps, b))
-      if eps > 0:
-        step = default_step_size(eps, num_steps) if step_size is None else step_size
-        xb = attack(params, xb, yb, k_attack, eps, step)
-      num_correct += int(np.sum(np.asarray(correct_fn(params, xb, yb, k_noise))[:m]))
-    results[eps] = num_correct / n
+    k_attack, k_noise = jax.random.split(jax.random.fold_in(key, i))
+    step = default_step_size(eps, num_steps) if step_size is None else step_size
+
+    def correct_in_batch(xb, yb, idx, eps=eps, step=step, k_attack=k_attack, k_noise=k_noise):
+      if eps > 0:  # batches have a fixed size, so a batch's first index names its random start
+        xb = attack(params, xb, yb, jax.random.fold_in(k_attack, int(idx[0])), eps, step)
+      return correct_fn(params, xb, yb, idx, k_noise)
+
+    correct = batched(correct_in_batch, x, y, np.arange(x.shape[0]), batch_size=batch_size)
+    results[eps] = float(np.mean(correct))
     logging.info("PGD %s eps=%.4f (%d steps): accuracy %.4f", norm, eps, num_steps,
                  results[eps])
   return results

@@ -8,9 +8,10 @@ split that class activation maps need, with `params` a plain dict. See `pure` fo
 from ngebm_jax.models.pure import ModelFns
 from ngebm_jax.models.pure import count_params
 from ngebm_jax.models.pure import create_model
+from ngebm_jax.models.pure import model_arguments
 from ngebm_jax.models.pure import pure_functions
 from ngebm_jax.models.small_cnn import SmallCNN
 from ngebm_jax.models.wide_resnet import WideResNet
 
 __all__ = ["ModelFns", "SmallCNN", "WideResNet", "count_params", "create_model",
-           "pure_functions"]
+           "model_arguments", "pure_functions"]

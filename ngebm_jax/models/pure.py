@@ -22,6 +22,7 @@ classic CAM head (Zhou et al. 2016): with `A` taken after the final LeakyReLU,
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -44,6 +45,14 @@ class ModelFns(NamedTuple):
   features_fn: Callable[..., jax.Array]
   head_fn: Callable[[Params, jax.Array], jax.Array]
   head_kernel: Callable[[Params], jax.Array]
+
+
+def model_arguments(name: str) -> tuple[str, ...]:
+  """The architecture arguments model `name` takes (e.g. `("depth", "width", "dropout_rate")`)."""
+  if name not in _MODELS:
+    raise ValueError(f"Unknown model {name!r}; choose one of {sorted(_MODELS)}.")
+  fixed = {"self", "num_classes", "input_channels", "dtype", "rngs"}
+  return tuple(p for p in inspect.signature(_MODELS[name].__init__).parameters if p not in fixed)
 
 
 def create_model(name: str, *, num_classes: int, key: jax.Array, dtype=jnp.float32,

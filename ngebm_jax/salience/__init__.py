@@ -11,7 +11,8 @@ salience.degradation_measure(model_fns, params, x, y, mode="object")  # (e)
 ```
 `model_fns` has `features_fn(params, x) -> A [B, h, w, C]` and `head_fn(params, A) -> logits`
 (the ModelFns of `ngebm_jax.models`), or is a `(features_fn, head_fn)` tuple.
-`ngebm_jax.salience.report` runs every measure on a model and writes a report across models
+`ngebm_jax.salience.model_salience` runs every measure on a model, `ngebm_jax.salience.report`
+writes a report across models
 (`python -m experiments.salience`).
 """
 

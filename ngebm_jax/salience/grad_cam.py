@@ -21,13 +21,14 @@ are then the per-example gradients.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ngebm_jax import _checks
+from ngebm_jax.evaluation.inference import batched
 
 FeaturesFn = Callable[[Any, jax.Array], jax.Array]
 HeadFn = Callable[[Any, jax.Array], jax.Array]
@@ -142,23 +143,6 @@ def grad_cam(
   return grad_cam_and_logits(model_fns, params, x, class_index=class_index)[0]
 
 
-def batch_slices(num: int, batch_size: int) -> Iterator[tuple[int, int]]:
-  """`(start, stop)` of consecutive batches covering `range(num)`."""
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-  for start in range(0, num, batch_size):
-    yield start, min(start + batch_size, num)
-
-
-def pad_batch(x: Any, batch_size: int) -> Any:
-  """Pad the first axis of `x` to `batch_size` by repeating its last row (fixed jit shapes)."""
-  n = x.shape[0]
-  if n == batch_size:
-    return x
-  pad = [(0, batch_size - n)] + [(0, 0)] * (x.ndim - 1)
-  return np.pad(np.asarray(x), pad, mode="edge")
-
-
 def grad_cam_batched(
     model_fns: Any,
     params: Any,
@@ -188,16 +172,14 @@ def grad_cam_batched(
   if class_index is not None and jnp.shape(class_index) == ():
     class_index = np.full((n,), int(class_index), np.int32)
   _check_class_index(class_index, n)
-  maps, logits = [], []
-  for start, stop in batch_slices(n, batch_size):
-    size = min(batch_size, n)
-    xb = pad_batch(x[start:stop], size)
-    cb = None if class_index is None else pad_batch(np.asarray(class_index)[start:stop], size)
-    mb, lb = grad_cam_and_logits(model_fns, params, jnp.asarray(xb), class_index=cb)
-    maps.append(np.asarray(mb)[:stop - start])
-    logits.append(np.asarray(lb)[:stop - start])
-  maps = np.concatenate(maps)
-  return (maps, np.concatenate(logits)) if return_logits else maps
+  if class_index is None:
+    maps, logits = batched(lambda xb: grad_cam_and_logits(model_fns, params, jnp.asarray(xb)),
+                           x, batch_size=batch_size)
+  else:
+    maps, logits = batched(lambda xb, cb: grad_cam_and_logits(
+        model_fns, params, jnp.asarray(xb), class_index=jnp.asarray(cb)),
+                           x, np.asarray(class_index), batch_size=batch_size)
+  return (maps, logits) if return_logits else maps
 
 
 def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:

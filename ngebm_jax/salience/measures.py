@@ -35,16 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngebm_jax import _checks
+from ngebm_jax.evaluation.inference import batched
 # Names, not modules: the package re-exports functions named like their modules (grad_cam).
 from ngebm_jax.salience.degrade import default_max_sigma
 from ngebm_jax.salience.degrade import default_smooth_sigma
 from ngebm_jax.salience.degrade import degrade
 from ngebm_jax.salience.degrade import MODES
-from ngebm_jax.salience.grad_cam import batch_slices
 from ngebm_jax.salience.grad_cam import grad_cam
 from ngebm_jax.salience.grad_cam import grad_cam_and_logits
 from ngebm_jax.salience.grad_cam import grad_cam_batched
-from ngebm_jax.salience.grad_cam import pad_batch
 from ngebm_jax.salience.grad_cam import to_uint8
 from ngebm_jax.salience.grad_cam import upsample
 from ngebm_jax.salience.ssim import ssim
@@ -151,18 +150,15 @@ def out_of_set_measure(
   entropies, ssims = [], []
   for i, amount in enumerate(amounts):
     k = jax.random.fold_in(key, i)
-    ent_sum = ssim_sum = 0.0
-    for start, stop in batch_slices(x.shape[0], batch_size):
-      size = min(batch_size, x.shape[0])
-      xb = jnp.asarray(pad_batch(x[start:stop], size))
-      noisy = _salt_and_pepper_jit(k, xb, amount, first_index=start)
-      maps = grad_cam(model_fns, params, noisy)
-      cb = jnp.asarray(pad_batch(clean[start:stop], size))
-      ent, sim = _entropy_and_ssim(maps, cb, win_size=win_size)
-      ent_sum += float(jnp.sum(ent[:stop - start]))
-      ssim_sum += float(jnp.sum(sim[:stop - start]))
-    entropies.append(ent_sum / x.shape[0])
-    ssims.append(ssim_sum / x.shape[0])
+
+    def noisy_stats(xb, cb, idx, k=k, amount=amount):
+      noisy = _salt_and_pepper_jit(k, jnp.asarray(xb), amount, first_index=int(idx[0]))
+      return _entropy_and_ssim(grad_cam(model_fns, params, noisy), jnp.asarray(cb),
+                               win_size=win_size)
+
+    ent, sim = batched(noisy_stats, x, clean, np.arange(x.shape[0]), batch_size=batch_size)
+    entropies.append(float(ent.mean()))
+    ssims.append(float(sim.mean()))
   return {"amounts": np.asarray(amounts), "entropy": np.asarray(entropies),
           "ssim": np.asarray(ssims)}
 
@@ -216,21 +212,19 @@ def equivariance_measure(
     "per_image": [N] mean over transforms}`. High: salience follows the object.
   """
   _checks.check_images(x)
-  n, side = x.shape[0], x.shape[1]
+  side = x.shape[1]
   if x.shape[2] != side:
     raise ValueError(f"equivariance_measure needs square images; got {x.shape[1:3]}.")
   shift = translation_shift(side) if shift is None else int(shift)
   names = list(equivariance_transforms(side, shift=shift))
-  per_image = []
-  for start, stop in batch_slices(n, batch_size):
-    size = min(batch_size, n)
-    xb = jnp.asarray(pad_batch(x[start:stop], size))
+
+  def batch_ssims(xb):
+    xb = jnp.asarray(xb)
     clean = grad_cam(model_fns, params, xb)
-    moved = _transform_all(xb, shift=shift)
-    maps = jnp.stack([grad_cam(model_fns, params, xt) for xt in moved])
-    sims = _equivariance_ssim(clean, maps, shift=shift, size=(side, side))
-    per_image.append(np.asarray(sims)[:, :stop - start])
-  sims = np.concatenate(per_image, axis=1)  # [12, N]
+    maps = jnp.stack([grad_cam(model_fns, params, xt) for xt in _transform_all(xb, shift=shift)])
+    return _equivariance_ssim(clean, maps, shift=shift, size=(side, side)).T  # [B, 12]
+
+  sims = batched(batch_ssims, x, batch_size=batch_size).T  # [12, N]
   per_transform = {name: float(v) for name, v in zip(names, sims.mean(axis=1))}
   return {"per_transform": per_transform, "overall": float(sims.mean()),
           "per_image": sims.mean(axis=0)}
@@ -333,22 +327,17 @@ def degradation_measure(
   max_sigma = default_max_sigma(side) if max_sigma is None else float(max_sigma)
   smooth_sigma = (default_smooth_sigma(side) if smooth_sigma is None
                   else float(smooth_sigma))
-  sims, p0s, p1s = [], [], []
-  for start, stop in batch_slices(n, batch_size):
-    size = min(batch_size, n)
-    xb = jnp.asarray(pad_batch(x[start:stop], size))
-    yb = jnp.asarray(pad_batch(y[start:stop], size))
+
+  def batch_stats(xb, yb):
+    xb = jnp.asarray(xb)
     clean, logits = grad_cam_and_logits(model_fns, params, xb)
     degraded = _degrade_jit(xb, clean, mode=mode, max_sigma=max_sigma, smooth_sigma=smooth_sigma)
     deg_maps, deg_logits = grad_cam_and_logits(
         model_fns, params, degraded, class_index=jnp.argmax(logits, axis=-1))
-    sim, p0, p1 = _degradation_stats(clean, deg_maps, logits, deg_logits, yb,
-                                     size=tuple(x.shape[1:3]))
-    k = stop - start
-    sims.append(np.asarray(sim)[:k])
-    p0s.append(np.asarray(p0)[:k])
-    p1s.append(np.asarray(p1)[:k])
-  sims, p0s, p1s = np.concatenate(sims), np.concatenate(p0s), np.concatenate(p1s)
+    return _degradation_stats(clean, deg_maps, logits, deg_logits, jnp.asarray(yb),
+                              size=tuple(x.shape[1:3]))
+
+  sims, p0s, p1s = batched(batch_stats, x, y, batch_size=batch_size)
   return {
       "ssim": float(sims.mean()),
       "score_change": float((p1s - p0s).mean()),

@@ -1,5 +1,12 @@
 """The trainer: train state, the SPMD train step, objectives by name, checkpoints, the loop.
 
-`ngebm_jax.experiment.train_and_evaluate(config, workdir)` is the entry point programs use;
-`loop.train` trains, `checkpoints.load_run` reads a run back for evaluation.
+  state               TrainState, the optimizer and its learning-rate schedule
+  spmd                the device mesh and the data-parallel train step
+  objective_registry  the objectives `config.objective` names, bound to the config
+  checkpoints         the workdir's checkpoints, its config, and `load_run` for evaluation
+  metric_writer       metrics.jsonl and TensorBoard events
+  distributed         `jax.distributed` start-up on clusters
+  loop                `train(config, workdir)`: data -> step -> validation -> checkpoints
+
+Programs reach it through `ngebm_jax.workflows.train_and_evaluate`.
 """

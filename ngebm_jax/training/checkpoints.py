@@ -65,6 +65,10 @@ class Checkpoints:
     self.best.save(step, args=ocp.args.Composite(
         params=ocp.args.StandardSave(params), metrics=ocp.args.JsonSave(metrics)), force=True)
 
+  def best_step(self) -> int | None:
+    """The step of the best parameters, or None if none were saved."""
+    return self.best.latest_step()
+
   def best_metrics(self) -> dict | None:
     step = self.best.latest_step()
     if step is None:
@@ -189,8 +193,9 @@ def model_from_config(config, num_classes: int):
   """`(model_fns, params)` of `config.model`, parameters initialized from `config.seed`."""
   m = config.model
   dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if m.get("dtype", "float32") not in dtypes:
+  if m.dtype not in dtypes:
     raise ValueError(f"config.model.dtype must be one of {sorted(dtypes)}; got {m.dtype!r}.")
-  kwargs = {k: v for k, v in m.items() if k not in ("name", "dtype")}
+  # Each architecture reads its own fields of config.model (a small CNN has no depth).
+  kwargs = {k: m[k] for k in models.model_arguments(m.name)}
   return models.create_model(m.name, num_classes=num_classes, key=jax.random.key(config.seed),
-                             dtype=dtypes[m.get("dtype", "float32")], **kwargs)
+                             dtype=dtypes[m.dtype], **kwargs)

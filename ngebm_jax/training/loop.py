@@ -10,7 +10,6 @@ run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import threading
@@ -19,16 +18,17 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from ngebm_jax import data as data_lib
 from ngebm_jax.data import pipeline
+from ngebm_jax.evaluation import calibration
+from ngebm_jax.evaluation import inference
 from ngebm_jax.training import checkpoints as ckpt_lib
-from ngebm_jax.training import objectives
+from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
-from ngebm_jax.training.logging_utils import MetricWriter
-from ngebm_jax.training.state import TrainState, make_optimizer
+from ngebm_jax.training.metric_writer import MetricWriter
+from ngebm_jax.training.state import TrainState, optimizer_from_config
 
 # Config fields that may change between a run and its resumption without changing the result.
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
@@ -58,7 +58,7 @@ class TrainResult:
 def validate_config(config, num_devices: int | None = None) -> None:
   """Checks that need no data, so a bad config fails before any long work."""
   num_devices = num_devices or jax.device_count()
-  names = objectives.names()
+  names = objective_registry.names()
   if config.objective not in names:
     raise ValueError(f"config.objective must be one of {names}; got {config.objective!r}.")
   data_lib.dataset_info(config)  # unknown dataset names raise here
@@ -105,30 +105,54 @@ def num_train_steps(config, num_train_examples: int) -> int:
   return int(config.num_epochs * num_train_examples // config.batch_size)
 
 
-def predict_logits(predict, params, source, *, mesh, batch_size: int, noise_std: float,
-                   seed: int) -> np.ndarray:
-  """Logits of every example of `source`, in order, with the recipe's test-time noise."""
-  outputs = []
-  for batch in pipeline.eval_batches(source, batch_size=batch_size, noise_std=noise_std,
-                                     seed=seed):
-    mask = batch.pop("mask")
-    x = spmd.replicated_to_global(mesh, {"image": batch["image"]})["image"]
-    outputs.append(np.asarray(predict(params, x))[mask])
-  return np.concatenate(outputs)
+def train_iterator(config, source, *, seed_offset: int = 0):
+  """The stream of training batches of `config` (this process's slice of each global batch)."""
+  d = config.dataset
+  options = pipeline.PipelineOptions(
+      batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=d.flip,
+      noise_std=d.noise_std, num_workers=d.num_workers, seed=config.seed + seed_offset,
+      poison_batch=d.poison_batch,
+      unlabelled_batch=objective_registry.needs_unlabelled_batch(config))
+  return iter(pipeline.train_dataset(source, options, process_index=jax.process_index(),
+                                     process_count=jax.process_count()))
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
-  """Accuracy and mean negative log-likelihood."""
-  logits = logits.astype(np.float64)
-  log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-  return {"accuracy": float(np.mean(np.argmax(logits, -1) == labels)),
-          "nll": float(-np.mean(log_probs[np.arange(len(labels)), labels]))}
+def steps_per_epoch(config, num_train_examples: int) -> int:
+  return max(num_train_examples // config.batch_size, 1)
 
 
-def labels_of(source) -> np.ndarray:
-  if hasattr(source, "arrays"):
-    return np.asarray(source.arrays["label"])
-  return np.asarray([source[i]["label"] for i in range(len(source))])
+def init_train_state(config, objective, params, optimizer, image_shape, mesh) -> TrainState:
+  """The initial train state of `config`, placed on `mesh` (keys from `config.seed`)."""
+  root = jax.random.key(config.seed)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+      key=jax.random.key_data(jax.random.fold_in(root, 1)),
+      objective_state=objective.init_state(jax.random.fold_in(root, 2), tuple(image_shape),
+                                           mesh.size))
+  return spmd.put_state(state, mesh)
+
+
+class Validator:
+  """Validation accuracy and NLL on the evaluation path (`ngebm_jax.evaluation.inference`).
+
+  The split is read once; its test-time noise is the evaluation's own (per-example keys from
+  `inference.noise_key(config.eval.seed, "validation")`), so the accuracy that picks the best
+  checkpoint is the one `experiments.evaluate --split=validation` reports for it.
+  """
+
+  def __init__(self, config, apply_fn, source, mesh):
+    images, self.labels = pipeline.read_split(source)
+    self.images = pipeline.to_model_space(images)
+    self.key = inference.noise_key(config.eval.seed, "validation")
+    self.batch_size = config.eval.batch_size
+    self.step = inference.make_noisy_fn(inference.logits_fn(apply_fn), config.dataset.noise_std,
+                                        mesh)
+
+  def __call__(self, params) -> dict:
+    logits = inference.predict(self.step, params, self.images, self.key,
+                               batch_size=self.batch_size)
+    return {"accuracy": calibration.accuracy(logits, self.labels),
+            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True)}
 
 
 class _PreemptionFlag:
@@ -152,15 +176,6 @@ class _PreemptionFlag:
       signal.signal(sig, handler)
 
 
-def _init_state(config, fns, params, objective, optimizer, image_shape, mesh) -> TrainState:
-  root = jax.random.key(config.seed)
-  state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-      key=jax.random.key_data(jax.random.fold_in(root, 1)),
-      objective_state=objective.init_state(jax.random.fold_in(root, 2), image_shape, mesh.size))
-  return spmd.put_state(state, mesh)
-
-
 def train(config, workdir: str, *, devices=None) -> TrainResult:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
 
@@ -179,7 +194,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
   if os.path.exists(os.path.join(workdir, ckpt_lib.CONFIG_FILE)):
     old_config = ckpt_lib.load_config(workdir)
     diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
-    if diffs and not config.get("allow_config_change", False):
+    if diffs and not config.allow_config_change:
       raise ConfigMismatchError(
           f"{workdir} holds a run started with a different config; fields that differ:\n  "
           + "\n  ".join(diffs) + "\nUse another --workdir, or pass "
@@ -189,23 +204,14 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
 
   mesh = spmd.make_mesh(devices)
   fns, params = ckpt_lib.model_from_config(config, info.num_classes)
-  objective = objectives.make_objective(config, fns)
-  opt = config.optimizer
-  optimizer = make_optimizer(opt.learning_rate, opt.warmup_steps, b1=opt.b1, b2=opt.b2,
-                             weight_decay=opt.get("weight_decay", 0.0))
-  state = _init_state(config, fns, params, objective, optimizer, info.image_shape, mesh)
+  objective = objective_registry.make_objective(config, fns)
+  optimizer = optimizer_from_config(config, steps_per_epoch(config, len(sources["train"])))
+  state = init_train_state(config, objective, params, optimizer, info.image_shape, mesh)
   logging.info("Model %s: %d parameters on %d device(s).", config.model.name,
                sum(x.size for x in jax.tree.leaves(params)), mesh.size)
 
   ckpts = ckpt_lib.Checkpoints(workdir)
-  options = pipeline.PipelineOptions(
-      batch_size=config.batch_size // jax.process_count(), augment=config.dataset.augment,
-      noise_std=config.dataset.noise_std, num_workers=config.dataset.get("num_workers", 0),
-      seed=config.seed, poison_batch=config.dataset.get("poison_batch", -1),
-      unlabelled_batch=objectives.needs_unlabelled_batch(config))
-  train_iter = iter(pipeline.train_dataset(
-      sources["train"], options, process_index=jax.process_index(),
-      process_count=jax.process_count()))
+  train_iter = train_iterator(config, sources["train"])
   restored = ckpts.restore_latest(state)
   resumed_from = None
   if restored is not None:
@@ -215,19 +221,19 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
       train_iter.set_state(iter_state)
     logging.info("Resumed from the checkpoint of step %d in %s.", step, workdir)
 
-  train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state)
-  predict = spmd.make_predict(fns.apply_fn, mesh)
+  train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
+                                    max_abs_loss=config.max_abs_loss)
+  validate = Validator(config, fns.apply_fn, sources["validation"], mesh)
   total = num_train_steps(config, len(sources["train"]))
-  val_labels = labels_of(sources["validation"])
   best = ckpts.best_metrics()
-  writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+  writer = MetricWriter(workdir, tensorboard=config.tensorboard)
 
   step = int(state.step)
   pending: list[tuple[int, dict]] = []
   skipped = 0
   last_time, last_step = time.perf_counter(), step
   progress = None
-  if is_main and config.get("progress_bar", True):
+  if is_main and config.progress_bar:
     from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
     progress = tqdm.tqdm(total=total, initial=step, desc=f"train {config.objective}",
                          unit="step", dynamic_ncols=True)
@@ -242,10 +248,11 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
     pending = []
     for s, m in zip(steps, fetched):
       if m["finite"] < 1:
-        if not config.get("skip_nonfinite", False):
+        if not config.skip_nonfinite:
           terms = ", ".join(f"{k}={float(v):.6g}" for k, v in sorted(m.items()))
           raise NonFiniteLossError(
-              f"Non-finite loss or gradient at step {s} ({terms}). The update was not applied; "
+              f"Non-finite loss or gradient, or |loss| above config.max_abs_loss "
+              f"({config.max_abs_loss:g}), at step {s} ({terms}). The update was not applied; "
               f"the last good checkpoint in {workdir} is kept. Lower the learning rate (JEM "
               "diverges this way), or set config.skip_nonfinite=True to skip such steps.")
         skipped += 1
@@ -280,10 +287,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
                                    step_s=f"{mean['step_time_s']:.3f}")
         if step % config.eval_every_steps == 0 or done:
           flush()
-          logits = predict_logits(predict, state.params, sources["validation"], mesh=mesh,
-                                  batch_size=config.eval.batch_size,
-                                  noise_std=config.dataset.noise_std, seed=config.seed)
-          val = classification_metrics(logits, val_labels)
+          val = validate(state.params)
           writer.write(step, {f"val/{k}": v for k, v in val.items()})
           logging.info("step %d: validation accuracy %.4f, nll %.4f", step, val["accuracy"],
                        val["nll"])

@@ -44,20 +44,15 @@ def host_to_global(mesh, local_batch: dict) -> dict:
           for k, v in local_batch.items()}
 
 
-def replicated_to_global(mesh, batch: dict) -> dict:
-  """A batch every process holds whole -> global arrays split over `data`."""
-  sharding = NamedSharding(mesh, P(AXIS))
-  return {k: jax.make_array_from_callback(np.shape(v), sharding, lambda idx, v=v: v[idx])
-          for k, v in batch.items()}
-
-
-def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name=AXIS):
+def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name=AXIS,
+                  max_abs_loss: float = float("inf")):
   """The per-device step: `(state, batch) -> (state, metrics)`, with `axis_name` collectives.
 
   Gradients are averaged over `axis_name` (under `shard_map` they are already global and the
   mean leaves them unchanged; under `pmap` it is what makes them global). A step whose loss or
-  gradients are not finite is not applied: the state stays as it was (parameters, optimizer
-  state and objective state), and `metrics["finite"]` is 0, for the loop to stop or count.
+  gradients are not finite, or whose `|loss|` exceeds `max_abs_loss` (a finite blow-up: JEM's
+  code stops at 1e8), is not applied: the state stays as it was (parameters, optimizer state
+  and objective state), and `metrics["finite"]` is 0, for the loop to stop or count.
   """
 
   def step(state: TrainState, batch: dict):
@@ -70,7 +65,7 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) <= max_abs_loss)
     # A non-finite step must leave no trace on any device: `finite` is global (loss and grads
     # are), so every device keeps or drops the update together.
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
@@ -86,23 +81,14 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
   return step
 
 
-def make_train_step(loss_fn, optimizer, mesh, state: TrainState):
+def make_train_step(loss_fn, optimizer, mesh, state: TrainState, *,
+                    max_abs_loss: float = float("inf")):
   """Jitted, `shard_map`-ped train step over `mesh`, donating the state."""
   specs = state_specs(state)
-  step = jax.shard_map(train_step_fn(loss_fn, optimizer), mesh=mesh,
+  step = jax.shard_map(train_step_fn(loss_fn, optimizer, max_abs_loss=max_abs_loss), mesh=mesh,
                        in_specs=(specs, P(AXIS)), out_specs=(specs, P()))
   return jax.jit(step, donate_argnums=0)
 
 
-def make_predict(apply_fn, mesh):
-  """Jitted `params, x -> logits` for batches split over `data`; logits come back replicated."""
-  return jax.jit(apply_fn, out_shardings=NamedSharding(mesh, P()))
-
-
 def put_state(state: TrainState, mesh) -> TrainState:
   return jax.device_put(state, shardings(mesh, state_specs(state)))
-
-
-def put_state_params(params, mesh):
-  """Parameters replicated over the mesh."""
-  return jax.device_put(params, NamedSharding(mesh, P()))

@@ -1,4 +1,4 @@
-"""End-to-end smoke test of experiments/focus.py: each focus objective trains; report written."""
+"""The focus-study workflow end to end on the smoke config: each focus objective trains."""
 
 from __future__ import annotations
 
@@ -8,28 +8,27 @@ import os
 import numpy as np
 import pytest
 
-from experiments import focus as focus_program
-from ngebm_jax.data import focus_task
-from ngebm_jax.training import objectives
+from configs import focus_smoke
+from ngebm_jax.workflows import focus_study
+from ngebm_jax.data.procedural import focus_task
+from ngebm_jax.training import objective_registry
 
 needs_focus_objectives = pytest.mark.skipif(
-    not {"cyborg", "focus"} <= set(objectives.names()),
+    not {"cyborg", "focus"} <= set(objective_registry.names()),
     reason="the trainer does not register the 'cyborg' and 'focus' objectives yet (issue 8)")
-
-_SMOKE = os.path.join(os.path.dirname(__file__), "..", "configs", "focus_smoke.py")
 
 
 @needs_focus_objectives
 def test_focus_program_trains_each_objective_and_writes_the_report(tmp_path):
-  module = focus_program._config_module(_SMOKE)  # pylint: disable=protected-access
-  base = module.get_config()
+  base = focus_smoke.get_config()
   base.num_steps = 6
   base.eval_every_steps = 6
   base.checkpoint_every_steps = 6
   # cross-entropy and CYBORG recipes, plus one entropy-sweep point: objectives focus and cyborg,
   # with the human-map, entropy and cross-entropy terms all exercised.
-  paths = focus_program.run(base, module, str(tmp_path), recipes=["ce", "cyborg"], seeds=[0],
-                            entropy_sweep=[0.0, 0.5], salience=True, num_salience_images=8)
+  paths = focus_study.run(base, focus_smoke.apply_recipe, str(tmp_path), recipes=["ce", "cyborg"],
+                          seeds=[0], entropy_sweep=[0.0, 0.5], salience=True,
+                          num_salience_images=8)
   with open(paths["results"]) as f:
     results = json.load(f)
   runs = results["runs"]
@@ -49,6 +48,6 @@ def test_focus_program_trains_each_objective_and_writes_the_report(tmp_path):
 
 
 def test_unknown_recipe_is_refused():
-  module = focus_program._config_module(_SMOKE)  # pylint: disable=protected-access
-  with pytest.raises(ValueError, match="recipes"):
-    focus_program.plan_runs(module.get_config(), module, ["ce", "nope"], [0], [])
+  with pytest.raises(ValueError, match="recipe"):
+    focus_study.plan_runs(focus_smoke.get_config(), focus_smoke.apply_recipe, ["ce", "nope"], [0],
+                          [])

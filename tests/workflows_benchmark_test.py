@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from configs import benchmark_tiny
-from ngebm_jax.training import benchmark
-from ngebm_jax.training import objectives
+from ngebm_jax.benchmarking import step_programs
+from ngebm_jax.benchmarking import xla_costs
+from ngebm_jax.workflows import benchmark
+from ngebm_jax.training import objective_registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +38,7 @@ def tiny_run(tmp_path_factory):
 
 def test_every_objective_has_positive_time_memory_and_flops(tiny_run):
   _, results, _ = tiny_run
-  expected = ["baseline", "ngebm"] + (["sgld_k1"] if "sgld" in objectives.names() else [])
+  expected = ["baseline", "ngebm"] + (["sgld_k1"] if "sgld" in objective_registry.names() else [])
   rows = {r["name"]: r for r in results["steps"]}
   assert list(rows) == expected
   for name, r in rows.items():
@@ -73,20 +75,20 @@ def test_report_files(tiny_run):
 
 def test_variants_and_targets():
   config = benchmark_tiny.get_config()
-  variants, skipped = benchmark.make_variants(config, ["baseline", "no_such_objective"])
+  variants, skipped = step_programs.make_variants(config, ["baseline", "no_such_objective"])
   assert [v.name for v in variants] == ["baseline"] and skipped == ["no_such_objective"]
   assert variants[0].config.objective == "baseline" and config.objective == "ngebm"
-  if "sgld" in objectives.names():
-    variants, _ = benchmark.make_variants(config, ["sgld"], sgld_steps=[5, 20])
+  if "sgld" in objective_registry.names():
+    variants, _ = step_programs.make_variants(config, ["sgld"], sgld_steps=[5, 20])
     assert [(v.name, v.config.sgld.num_steps) for v in variants] == [("sgld_k5", 5),
                                                                       ("sgld_k20", 20)]
   assert benchmark.target_ratio("sgld", 20) == pytest.approx(14.0)
-  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
-  assert benchmark.peak_flops("TPU v5 lite", "bfloat16") == 197e12
-  assert benchmark.peak_flops("cpu", "float32") is None
+  assert xla_costs.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
+  assert xla_costs.peak_flops("TPU v5 lite", "bfloat16") == 197e12
+  assert xla_costs.peak_flops("cpu", "float32") is None
 
 
-@pytest.mark.skipif("sgld" not in objectives.names(), reason="no SGLD-EBM objective yet")
+@pytest.mark.skipif("sgld" not in objective_registry.names(), reason="no SGLD-EBM objective yet")
 @pytest.mark.parametrize("noise_std,rtol", [
     (0.0, 2e-3),
     # With Langevin noise the two programs differ by the random-bit generation (integer ops
@@ -109,9 +111,10 @@ def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count(noise_
   flops = {}
   for unroll in (1, 3):
     config.sgld.unroll = unroll
-    (variant,), _ = benchmark.make_variants(config, ["sgld"], sgld_steps=[3])
-    program = benchmark.build_step(variant, mesh, batch, num_classes=10, image_shape=(32, 32, 3))
-    flops[unroll] = benchmark.step_flops(program, 16, (32, 32, 3))
+    (variant,), _ = step_programs.make_variants(config, ["sgld"], sgld_steps=[3])
+    program = step_programs.build_step(variant, mesh, batch, num_classes=10,
+                                       image_shape=(32, 32, 3), steps_per_epoch=8)
+    flops[unroll] = xla_costs.step_flops(program, 16, (32, 32, 3))
   assert flops[1]["sgld_unroll"] == 1 and flops[3]["sgld_unroll"] == 3
   assert flops[1]["flops_xla"] < 0.7 * flops[3]["flops_xla"]  # 2 of 3 Langevin steps uncounted
   assert flops[3]["flops"] == flops[3]["flops_xla"]

@@ -45,8 +45,8 @@ from absl import logging
 import numpy as np
 from tensorflow_datasets.image_classification import cifar as _tfds_cifar
 
-from ngebm_jax.data import tfds_import
-from ngebm_jax.data.tfds_import import ArchiveError
+from ngebm_jax.data.prepare import common
+from ngebm_jax.data.prepare.common import ArchiveError
 
 PIXELS = 3072  # 32 * 32 * 3
 IMAGE_SHAPE = (32, 32, 3)
@@ -171,11 +171,11 @@ def _detect_version(path: str, name: str, folders: set[str]) -> str:
   for (other, _), layout in _LAYOUTS.items():
     if layout.folder in folders:
       raise ArchiveError(f"{path} is the {other} archive ({layout.folder}/), not {name}'s; use "
-                         f"--dataset={other}, or pass {tfds_import.ARCHIVE_HINTS[name]}.")
+                         f"--dataset={other}, or pass {common.ARCHIVE_HINTS[name]}.")
   expected = [l.folder for (n, _), l in _LAYOUTS.items() if n == name]
   raise ArchiveError(f"{path}: not an official {name} archive: its top-level entries are "
                      f"{sorted(folders)[:5]}, expected one of the folders {expected} "
-                     f"({tfds_import.ARCHIVE_HINTS[name]}).")
+                     f"({common.ARCHIVE_HINTS[name]}).")
 
 
 def _images_from_rows(rows: np.ndarray) -> np.ndarray:
@@ -206,7 +206,7 @@ def _python_batch(data: bytes, name: str, what: str) -> dict[str, np.ndarray]:
     if labels.shape != (pixels.shape[0],):
       raise ArchiveError(f"{what}: {py_key!r} has {labels.size} labels for {pixels.shape[0]} "
                          "images; the batch is truncated or corrupt.")
-    tfds_import.check_labels_in_range(labels, num_classes, what=f"{what} {py_key!r}")
+    common.check_labels_in_range(labels, num_classes, what=f"{what} {py_key!r}")
     out[key] = labels
   return out
 
@@ -222,7 +222,7 @@ def _binary_batch(data: bytes, name: str, what: str) -> dict[str, np.ndarray]:
   out = {"image": _images_from_rows(records[:, len(label_keys):])}
   for column, key in enumerate(label_keys):
     labels = records[:, column].astype(np.int64)
-    tfds_import.check_labels_in_range(labels, _LABELS[name][key][1], what=f"{what} {key}")
+    common.check_labels_in_range(labels, _LABELS[name][key][1], what=f"{what} {key}")
     out[key] = labels
   return out
 
@@ -325,7 +325,7 @@ class _FromArchive:
       # so TFDS's key-hash shuffling puts the records in the same order.
       record = {key: int(arrays[key][index]) for key in label_keys}
       record["id"] = f"{split}_{index:05d}"
-      record["image"] = tfds_import.encode_png(arrays["image"][index])
+      record["image"] = common.encode_png(arrays["image"][index])
       yield index, record
 
 
@@ -357,16 +357,16 @@ def prepare(name: str, archive: str | os.PathLike, data_dir: str | os.PathLike, 
   if name not in _BUILDERS:
     raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}.")
   data_dir = os.fspath(data_dir)
-  existing = tfds_import.prepared_builder(name, data_dir)
+  existing = common.prepared_builder(name, data_dir)
   if existing is not None:
     logging.warning("%s is already prepared in %s; leaving it. Delete that folder to import "
                     "again.", name, existing.data_dir)
     return existing
   archive = os.fspath(archive)
-  tfds_import.log_official_digest(archive)
+  common.log_official_digest(archive)
   contents = read_archive(archive, name, strict=strict)
   builder = _BUILDERS[name](archive=contents, data_dir=data_dir, file_format="array_record")
-  return tfds_import.write_dataset(builder)
+  return common.write_dataset(builder)
 
 
 __all__ = ["CifarArchive", "Cifar10FromArchive", "Cifar100FromArchive", "read_archive",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from configs import smoke
-from ngebm_jax.evaluation import runs
+from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.training import checkpoints as ckpt_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,7 @@ def test_program_writes_the_report(tmp_path):
   cmd = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", f"--output={out}",
          "--ood_sets=interp,uniform", "--max_examples=24", "--batch_size=16", "--pgd_steps=2",
          "--robustness_num_examples=8", "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5",
-         "--noise_std=0"]
+         "--noise_std=0", "--evaluators=classification,calibration,ood,robustness"]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
@@ -59,9 +59,11 @@ def test_program_writes_the_report(tmp_path):
 
 
 def test_run_names_and_options():
-  assert runs.run_names(["a/x", "b/x/", "y"]) == ["x", "x_2", "y"]
+  assert evaluate_runs.run_names(["a/x", "b/x/", "y"]) == ["x", "x_2", "y"]
   config = smoke.get_config()
-  options = runs.eval_options(config, dict(pgd_steps=3, epsilons_l2=[0, 1]))
-  assert options.pgd_steps == 3 and options.epsilons == {"l2": (0.0, 1.0)}
+  options = evaluate_runs.eval_options(config, dict(pgd_steps=3, epsilons_l2=[0, 1]))
+  # Overrides win; every other setting comes from the run's config.eval.
+  assert options.pgd_steps == 3 and options.epsilons == {
+      "l2": (0.0, 1.0), "linf": tuple(config.eval.epsilons_linf)}
   assert options.noise_std == config.dataset.noise_std
   assert options.batch_size == config.eval.batch_size

@@ -1,4 +1,4 @@
-"""experiments/salience.py end to end on smoke workdirs (untrained small CNNs, saved as best)."""
+"""The salience-study workflow end to end on smoke workdirs (untrained small CNNs, saved as best)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import json
 import os
 
 import pytest
-from absl import app
 
 from configs import smoke
-from experiments import salience as program
+from ngebm_jax.workflows import salience_study as program
 from ngebm_jax.training import checkpoints as ckpt_lib
 
 
@@ -60,7 +59,7 @@ def test_program_measures_runs_groups_seeds_and_writes_all_files(tmp_path):
 
 def test_parse_group():
   assert program.parse_group("ce:/a,/b,/c") == ("ce", ["/a", "/b", "/c"])
-  with pytest.raises(app.UsageError):
+  with pytest.raises(ValueError):
     program.parse_group("ce:/a")
-  with pytest.raises(app.UsageError):
+  with pytest.raises(ValueError):
     program.parse_group("/a,/b")

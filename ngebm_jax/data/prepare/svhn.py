@@ -24,8 +24,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ngebm_jax.data import tfds_import
-from ngebm_jax.data.tfds_import import ArchiveError
+from ngebm_jax.data.prepare import common
+from ngebm_jax.data.prepare.common import ArchiveError
 
 OFFICIAL_COUNTS = {"train": 73_257, "test": 26_032, "extra": 531_131}
 
@@ -106,7 +106,7 @@ class SvhnCroppedFromMat(_SvhnBase, skip_registration=True):
     arrays = self._arrays[split]
     for i in range(len(arrays["image"])):
       # Same keys and ids as TFDS's `_generate_examples`.
-      yield i, {"image": tfds_import.encode_png(arrays["image"][i]),
+      yield i, {"image": common.encode_png(arrays["image"][i]),
                 "label": int(arrays["label"][i]),
                 "id": f"{split}_{i:06d}"}
 
@@ -125,7 +125,7 @@ def prepare(paths: Sequence[str | os.PathLike], data_dir: str | os.PathLike, *,
     is (delete its folder to import again).
   """
   data_dir = os.fspath(data_dir)
-  existing = tfds_import.prepared_builder("svhn_cropped", data_dir)
+  existing = common.prepared_builder("svhn_cropped", data_dir)
   if existing is not None:
     logging.warning("svhn_cropped is already prepared in %s; leaving it. Delete that folder to "
                     "import again.", existing.data_dir)
@@ -141,10 +141,10 @@ def prepare(paths: Sequence[str | os.PathLike], data_dir: str | os.PathLike, *,
                        f"{sorted(by_split.values())}.")
   arrays = {}
   for split, path in by_split.items():
-    tfds_import.log_official_digest(path)
+    common.log_official_digest(path)
     arrays[split] = read_mat(path, strict=strict)
   builder = SvhnCroppedFromMat(splits=arrays, data_dir=data_dir, file_format="array_record")
-  return tfds_import.write_dataset(builder)
+  return common.write_dataset(builder)
 
 
 __all__ = ["SvhnCroppedFromMat", "read_mat", "split_of", "prepare"]

@@ -41,20 +41,3 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
-
-
-class _DropLibraryInfo:
-  """absl-logging filter: keeps warnings and errors of chatty libraries, drops their INFO."""
-
-  _PATHS = (f"{os.sep}orbax{os.sep}", f"{os.sep}grain{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}")
-
-  def filter(self, record) -> bool:
-    return record.levelno >= 30 or not any(p in record.pathname for p in self._PATHS)
-
-
-def quiet_library_logs() -> None:
-  """Hides the INFO lines of orbax, grain and TFDS (hundreds per checkpoint) in programs."""
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  handler = absl_logging.get_absl_handler()
-  if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
-    handler.addFilter(_DropLibraryInfo())

@@ -33,7 +33,7 @@ class Objective:
 
 
 def _apply_with_dropout(model_fns, config, key):
-  if config.model.get("dropout_rate", 0.0) > 0:
+  if config.model.dropout_rate > 0:
     return lambda p, x: model_fns.apply_fn(p, x, dropout_key=key)
   return model_fns.apply_fn
 
@@ -83,7 +83,7 @@ def _sgld(config, model_fns) -> Objective:
     return {"replay_buffer": sgld_lib.init_replay_buffer(key, c.buffer_size, image_shape)}
 
   def loss_fn(params, batch, key, objective_state, axis_name, step=None):
-    if config.model.get("dropout_rate", 0.0) > 0:
+    if config.model.dropout_rate > 0:
       raise ValueError("objective 'sgld' needs config.model.dropout_rate = 0 (the chain and the "
                        "loss share one deterministic apply_fn).")
     x_unlabelled = batch.get("image_unlabelled") if c.separate_unlabelled_batch else None
@@ -91,7 +91,7 @@ def _sgld(config, model_fns) -> Objective:
         model_fns.apply_fn, params, batch["image"], batch["label"],
         objective_state["replay_buffer"], key, num_steps=c.num_steps, step_size=c.step_size,
         noise_std=c.noise_std, reinit_prob=c.reinit_prob, x_unlabelled=x_unlabelled,
-        unroll=c.get("unroll"), axis_name=axis_name)
+        unroll=c.unroll, axis_name=axis_name)
     metrics = _metrics(aux, batch["label"], axis_name)
     # Divergence shows first in the samples' energies: log their mean and extremes.
     e = jax.lax.stop_gradient(aux["energy_samples"])
@@ -121,11 +121,11 @@ def _focus_family(config, model_fns, cyborg: bool) -> Objective:
 
   def loss_fn(params, batch, key, objective_state, axis_name, step=None):
     features = model_fns.features_fn(params, batch["image"], dropout_key=key
-                                     if config.model.get("dropout_rate", 0.0) > 0 else None)
+                                     if config.model.dropout_rate > 0 else None)
     logits = model_fns.head_fn(params, features)
     w = model_fns.head_kernel(params)
     human = batch.get("human_map")
-    scale = _ramp(step, c.get("start_step", 0), c.get("ramp_steps", 0))
+    scale = _ramp(step, c.start_step, c.ramp_steps)
     if cyborg:
       ce_weight, human_weight, entropy_weight = c.alpha, (1.0 - c.alpha) * scale, 0.0
       form, reference = "mean", None

@@ -89,6 +89,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ngebm_jax.data import ood
+
 NUM_CLASSES = 10
 CLASS_NAMES = ("disc", "ring", "square", "triangle", "cross", "star", "crescent", "bars",
                "stripes", "checker")
@@ -536,16 +538,6 @@ def load(*, seed: int = 0, num_train: int = 10_000, num_validation: int = 1_000,
 OOD_SET_NAMES = ("interp", "uniform", "constant", "digits", "shifted")
 
 
-def _interp(images: np.ndarray, rng: np.random.Generator, m: int) -> np.ndarray:
-  n = images.shape[0]
-  if n < 2:
-    raise ValueError(f"'interp' needs at least 2 in-distribution images; got {n}.")
-  first = rng.integers(0, n, m)
-  second = (first + rng.integers(1, n, m)) % n  # never the same image twice
-  total = images[first].astype(np.uint16) + images[second].astype(np.uint16)
-  return ((total + 1) // 2).astype(np.uint8)  # the mean, halves rounded up
-
-
 @functools.lru_cache(maxsize=1)
 def _digits_8x8() -> np.ndarray:
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
@@ -593,11 +585,10 @@ def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
   m = int(m)
   seqs = dict(zip(OOD_SET_NAMES, _children(seed, len(OOD_SET_NAMES))))
   rngs = {k: np.random.Generator(np.random.PCG64(s)) for k, s in seqs.items()}
-  colours = rngs["constant"].integers(0, 256, (m, 1, 1, 3), dtype=np.uint8)
   return {
-      "interp": _interp(images, rngs["interp"], m),
-      "uniform": rngs["uniform"].integers(0, 256, (m,) + IMAGE_SHAPE, dtype=np.uint8),
-      "constant": np.broadcast_to(colours, (m,) + IMAGE_SHAPE).copy(),
+      "interp": ood.interp(images, rngs["interp"], m),
+      "uniform": ood.uniform_images(rngs["uniform"], m, IMAGE_SHAPE),
+      "constant": ood.constant_images(rngs["constant"], m, IMAGE_SHAPE),
       "digits": _digits(rngs["digits"], m),
       "shifted": generate(m, seed=seqs["shifted"], kinds=NOVEL_KINDS)["image"],
   }

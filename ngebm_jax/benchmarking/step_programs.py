@@ -1,0 +1,112 @@
+"""One compiled train step per benchmarked variant: an objective, and for SGLD its chain length.
+
+A variant's step is the trainer's own: `spmd.make_train_step` over the objective of
+`objective_registry`, with the optimizer and initial state of `loop` (value and gradient of the
+objective, Adam update, state donated), compiled ahead of time with lowering and compilation
+timed apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax.training import loop
+from ngebm_jax.training import objective_registry
+from ngebm_jax.training import spmd
+from ngebm_jax.training.state import TrainState
+from ngebm_jax.training.state import optimizer_from_config
+
+DEFAULT_SGLD_STEPS = (1, 5, 10, 20, 40)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One timed train step: an objective, and for SGLD its chain length K."""
+  name: str  # "baseline", "ngebm", "sgld_k20", ...
+  objective: str
+  config: ml_collections.ConfigDict
+  sgld_steps: int | None = None
+
+
+def make_variants(config, objective_names: Sequence[str],
+                  sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS,
+                  ) -> tuple[list[Variant], list[str]]:
+  """The variants of `config` to time, and the requested objectives that are not registered.
+
+  `config.objective` is replaced by each name in turn; "sgld" becomes one variant per K in
+  `sgld_steps` (`config.sgld.num_steps = K`). Everything else stays as in `config`.
+  """
+  available = objective_registry.names()
+  variants, skipped = [], []
+  for name in objective_names:
+    if name not in available:
+      skipped.append(name)
+      continue
+    if name == "sgld":
+      if not sgld_steps:
+        raise ValueError("sgld_steps must name at least one chain length K to time 'sgld'.")
+      for k in sgld_steps:
+        if int(k) < 1:
+          raise ValueError(f"sgld_steps must be >= 1; got {k}.")
+        c = config.copy_and_resolve_references()
+        c.objective = "sgld"
+        c.sgld.num_steps = int(k)
+        variants.append(Variant(f"sgld_k{int(k)}", "sgld", c, int(k)))
+    else:
+      c = config.copy_and_resolve_references()
+      c.objective = name
+      variants.append(Variant(name, name, c))
+  if skipped:
+    logging.warning("Objectives not registered in this version, skipped: %s (available: %s).",
+                    skipped, available)
+  return variants, skipped
+
+
+@dataclasses.dataclass
+class StepProgram:
+  """A variant's compiled train step, and how to make a fresh train state for it."""
+  variant: Variant
+  compiled: Any  # jax.stages.Compiled: (state, batch) -> (state, metrics); state donated
+  init_state: Callable[[], TrainState]
+  lower_s: float
+  compile_s: float
+  model_fns: Any
+  params_template: Any  # the initial parameters, host (NumPy) arrays
+
+
+def build_step(variant: Variant, mesh, example_batch: dict, *, num_classes: int,
+               image_shape: Sequence[int], steps_per_epoch: int) -> StepProgram:
+  """Builds and compiles (timed) the SPMD train step of `variant` for batches like the example.
+
+  The step, its optimizer and its initial state are the trainer's (`loop.init_train_state`).
+  """
+  config = variant.config
+  fns, params = ckpt_lib.model_from_config(config, num_classes)
+  # A host copy: the step donates its state, so every fresh state needs buffers of its own.
+  params = jax.device_get(params)
+  objective = objective_registry.make_objective(config, fns)
+  optimizer = optimizer_from_config(config, steps_per_epoch)
+
+  def init_state() -> TrainState:
+    return loop.init_train_state(config, objective, jax.tree.map(jnp.array, params), optimizer,
+                                 image_shape, mesh)
+
+  state = init_state()
+  step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
+                              max_abs_loss=config.max_abs_loss)
+  t0 = time.perf_counter()
+  lowered = step.lower(state, example_batch)
+  t1 = time.perf_counter()
+  compiled = lowered.compile()
+  t2 = time.perf_counter()
+  del state
+  logging.info("%s: lowered in %.1f s, compiled in %.1f s.", variant.name, t1 - t0, t2 - t1)
+  return StepProgram(variant, compiled, init_state, t1 - t0, t2 - t1, fns, params)

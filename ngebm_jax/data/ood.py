@@ -1,0 +1,194 @@
+"""Out-of-distribution sets: real ones (TFDS test splits) and synthetic ones, defined once.
+
+What the evaluation protocol needs (docs/method.md, "Evaluation protocol"; JEM §5):
+
+- `ood_sources(in_distribution, data_dir)`: the real OOD test sets, SVHN, CIFAR-100 (for a
+  CIFAR-10 model; CIFAR-10 for a CIFAR-100 model) and CelebA when it is prepared, as 32x32
+  images with `label = NO_LABEL`.
+- `synthetic_ood(images, seed=...)`: "interp", "uniform" and "constant", made from
+  in-distribution uint8 images (no download). The embedded data's own OOD sets
+  (`procedural.embedded.ood_sets`) use the same three makers, `interp`, `uniform_images` and
+  `constant_images`.
+- `load_eval_data(name, data_dir)`: the test set and all of the OOD sets above as in-memory
+  uint8 arrays, for the evaluators.
+
+CelebA (218x178 aligned faces) is center-cropped to 178x178 and resized to 32x32 with Pillow's
+antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)` on its own CelebA
+folder, which keeps the aspect ratio (39x32 images); we make the images square so that every OOD
+set has the in-distribution shape. Its test split (19,962 images) is used.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from absl import logging
+import numpy as np
+
+from ngebm_jax.data.pipeline import read_arrays
+from ngebm_jax.data.tfds_sources import DatasetNotPreparedError
+from ngebm_jax.data.tfds_sources import IMAGE_SHAPE
+from ngebm_jax.data.tfds_sources import NO_LABEL
+from ngebm_jax.data.tfds_sources import ImageLabelSource
+from ngebm_jax.data.tfds_sources import load_source
+
+# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (NGEBM.md, JEM Table 3).
+OOD_DATASETS = {"svhn": "svhn_cropped", "cifar10": "cifar10", "cifar100": "cifar100",
+                "celeba": "celeb_a"}
+DEFAULT_OOD = {
+    "cifar10": ("svhn", "cifar100", "celeba"),
+    "cifar100": ("svhn", "cifar10", "celeba"),
+    "svhn_cropped": ("cifar10", "cifar100", "celeba"),
+}
+SYNTHETIC_OOD = ("interp", "uniform", "constant")
+
+
+def interp(images: np.ndarray, rng: np.random.Generator, m: int) -> np.ndarray:
+  """`m` pixel averages of two distinct random images of `images` (halves rounded up; JEM)."""
+  n = images.shape[0]
+  if n < 2:
+    raise ValueError(f"'interp' needs at least 2 in-distribution images; got {n}.")
+  first = rng.integers(0, n, m)
+  second = (first + rng.integers(1, n, m)) % n  # never the same image twice
+  total = images[first].astype(np.uint16) + images[second].astype(np.uint16)
+  return ((total + 1) // 2).astype(np.uint8)
+
+
+def uniform_images(rng: np.random.Generator, m: int, shape: Sequence[int]) -> np.ndarray:
+  """`m` images of i.i.d. uniform pixels in 0..255."""
+  return rng.integers(0, 256, (m, *shape), dtype=np.uint8)
+
+
+def constant_images(rng: np.random.Generator, m: int, shape: Sequence[int]) -> np.ndarray:
+  """`m` images of one random colour each."""
+  colours = rng.integers(0, 256, (m, 1, 1, shape[-1]), dtype=np.uint8)
+  return np.broadcast_to(colours, (m, *shape)).copy()
+
+
+def ood_source(ood_name: str, data_dir: str | os.PathLike | None = None, *,
+               split: str = "test") -> ImageLabelSource:
+  """One OOD set ("svhn", "cifar10", "cifar100", "celeba") as 32x32 images with `NO_LABEL`.
+
+  Raises:
+    DatasetNotPreparedError: see `require_prepared`.
+  """
+  if ood_name not in OOD_DATASETS:
+    raise ValueError(f"unknown OOD set {ood_name!r}; known: {sorted(OOD_DATASETS)} (and the "
+                     f"synthetic {SYNTHETIC_OOD}, see synthetic_ood).")
+  tfds_name = OOD_DATASETS[ood_name]
+  source = load_source(tfds_name, split, data_dir)
+  resize_to = IMAGE_SHAPE[0] if tfds_name == "celeb_a" else None
+  return ImageLabelSource(source, label_key=None, resize_to=resize_to)
+
+
+def ood_sources(in_distribution: str, data_dir: str | os.PathLike | None = None, *,
+                names: Sequence[str] | None = None,
+                optional: Sequence[str] = ("celeba",)) -> dict[str, ImageLabelSource]:
+  """The real-image OOD sets for a model trained on `in_distribution`.
+
+  Args:
+    in_distribution: "cifar10", "cifar100" or "svhn_cropped".
+    data_dir: TFDS data directory.
+    names: OOD set names; default `DEFAULT_OOD[in_distribution]` (CIFAR-10: svhn, cifar100,
+      celeba).
+    optional: names that are skipped, with a logged warning and the command that prepares them,
+      when not prepared. Others raise.
+
+  Returns:
+    {ood name: source of {"image": uint8 [32, 32, 3], "label": NO_LABEL}}, test splits.
+
+  Raises:
+    DatasetNotPreparedError: a required set is not prepared.
+  """
+  if names is None:
+    if in_distribution not in DEFAULT_OOD:
+      raise ValueError(f"no default OOD sets for {in_distribution!r}; pass names= "
+                       f"(known: {sorted(OOD_DATASETS)}).")
+    names = DEFAULT_OOD[in_distribution]
+  out = {}
+  for ood_name in names:
+    if OOD_DATASETS.get(ood_name) == in_distribution:
+      raise ValueError(f"{ood_name!r} is the in-distribution dataset, not an OOD set.")
+    try:
+      out[ood_name] = ood_source(ood_name, data_dir)
+    except DatasetNotPreparedError as e:
+      if ood_name not in optional:
+        raise
+      logging.warning("Skipping the optional OOD set %r: %s", ood_name, e)
+  return out
+
+
+def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = None
+                  ) -> dict[str, np.ndarray]:
+  """The synthetic OOD sets, from in-distribution uint8 images (JEM §5.2 "interp", and noise).
+
+  interp    pixel average of two distinct random in-distribution images (halves rounded up);
+            JEM averages two shuffled test batches.
+  uniform   i.i.d. uniform pixels in 0..255.
+  constant  one random colour per image.
+
+  Args:
+    images: uint8 [N, H, W, C] in-distribution images (normally the test split), N >= 2.
+    seed: seeds a `numpy.random.Generator`; each set uses its own child seed.
+    num_examples: images per set, M; default N.
+
+  Returns:
+    {"interp", "uniform", "constant": uint8 [M, H, W, C]}.
+  """
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4:
+    raise ValueError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}.")
+  m = images.shape[0] if num_examples is None else num_examples
+  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+    raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
+  m = int(m)
+  rng_interp, rng_uniform, rng_constant = (
+      np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+  return {"interp": interp(images, rng_interp, m),
+          "uniform": uniform_images(rng_uniform, m, images.shape[1:]),
+          "constant": constant_images(rng_constant, m, images.shape[1:])}
+
+
+def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
+                   max_examples: int | None = None, seed: int = 0,
+                   ood_names: Sequence[str] | None = None,
+                   optional: Sequence[str] = ("celeba",)) -> dict[str, Any]:
+  """The test set and every OOD set of a model trained on `name`, as in-memory uint8 arrays.
+
+  Args:
+    name: the in-distribution TFDS dataset ("cifar10", "cifar100", "svhn_cropped").
+    data_dir: TFDS data directory.
+    max_examples: read at most this many examples of the test set and of each real OOD set (the
+      first ones in storage order, which TFDS has already shuffled by key hash); None: all.
+    seed: seeds the synthetic OOD sets.
+    ood_names: real OOD sets, default `DEFAULT_OOD[name]`; `optional` ones may be missing.
+
+  Returns:
+    {"test": (images uint8 [N, 32, 32, 3], labels int32 [N]),
+     "ood": {"svhn", "cifar100" (or "cifar10"), "celeba" (when prepared), "interp", "uniform",
+             "constant": uint8 [M, 32, 32, 3]}}; the synthetic sets have N images.
+
+  Raises:
+    DatasetNotPreparedError: the dataset or a required OOD set is not prepared.
+  """
+  if max_examples is not None and (isinstance(max_examples, bool) or int(max_examples) < 2):
+    raise ValueError(f"max_examples must be None or an integer >= 2; got {max_examples!r}.")
+  sources = ood_sources(name, data_dir, names=ood_names, optional=optional)  # fail fast
+
+  def first(source):
+    n = len(source) if max_examples is None else min(len(source), int(max_examples))
+    return read_arrays(source, range(n))
+
+  test = first(ImageLabelSource(load_source(name, "test", data_dir)))
+  ood = {}
+  for ood_name, source in sources.items():
+    logging.info("Reading the OOD set %s (%d examples).", ood_name,
+                 len(source) if max_examples is None else min(len(source), max_examples))
+    ood[ood_name] = first(source)["image"]
+  ood.update(synthetic_ood(test["image"], seed=seed))
+  return {"test": (test["image"], test["label"].astype(np.int32)), "ood": ood}
+
+
+__all__ = ["NO_LABEL", "OOD_DATASETS", "DEFAULT_OOD", "SYNTHETIC_OOD", "interp", "uniform_images",
+           "constant_images", "ood_source", "ood_sources", "synthetic_ood", "load_eval_data"]

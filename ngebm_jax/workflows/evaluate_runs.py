@@ -1,0 +1,210 @@
+"""Evaluates training runs: best checkpoint of each workdir -> evaluators -> one report.
+
+What `python -m experiments.evaluate` runs, and what `train_and_evaluate` runs at the end of
+training: for each workdir it loads the run's config and best parameters
+(`ngebm_jax.training.checkpoints.load_run`), the split to evaluate and the OOD sets
+(`ngebm_jax.data`), runs the evaluators its config names (`config.eval.evaluators`), and writes
+`results.json`, `report.md` and the plots into one report folder (`report.write_report`).
+
+Settings come, in this order of precedence, from the caller's `overrides`, the run's
+`config.eval` (fields named as in `EvalOptions`, plus `evaluators`, `max_examples`, `ood_sets`,
+`epsilons_linf`, `epsilons_l2`, `seed`), and the protocol's defaults; the input noise defaults to
+the run's own `config.dataset.noise_std` (0.03 in the recipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+from absl import logging
+import jax
+import numpy as np
+
+from ngebm_jax import data as data_lib
+from ngebm_jax.data import pipeline
+from ngebm_jax.evaluation import evaluators as evaluators_lib
+from ngebm_jax.evaluation import report as report_lib
+from ngebm_jax.evaluation import robustness
+from ngebm_jax.training import checkpoints as ckpt_lib
+
+# EvalOptions fields that a config or the caller may set, besides the three below.
+_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(evaluators_lib.EvalOptions))
+_OTHER_SETTINGS = ("evaluators", "max_examples", "ood_sets", "epsilons_linf", "epsilons_l2",
+                   "seed")
+SPLITS = ("test", "validation")
+
+
+def _setting(name: str, overrides: Mapping[str, Any], config) -> Any:
+  """The caller's override, else the run's `config.eval` field (None where neither has one)."""
+  if overrides.get(name) is not None:
+    return overrides[name]
+  return config.eval[name] if name in config.eval else None
+
+
+def eval_options(config, overrides: Mapping[str, Any] | None = None
+                 ) -> evaluators_lib.EvalOptions:
+  """The `EvalOptions` of one run: overrides, then `config.eval`, then defaults."""
+  overrides = dict(overrides or {})
+  unknown = set(overrides) - set(_OPTION_FIELDS) - set(_OTHER_SETTINGS)
+  if unknown:
+    raise ValueError(f"unknown evaluation settings {sorted(unknown)}.")
+  values = {"noise_std": float(config.dataset.noise_std)}
+  for name in _OPTION_FIELDS:
+    value = _setting(name, overrides, config)
+    if name != "epsilons" and value is not None:
+      values[name] = value
+  values["epsilons"] = {
+      norm: tuple(float(e) for e in value) for norm in robustness.NORMS
+      if (value := _setting(f"epsilons_{norm}", overrides, config)) is not None}
+  for name in ("ood_scores", "robustness_norms"):
+    if name in values:
+      values[name] = tuple(values[name])
+  return evaluators_lib.EvalOptions(**values)
+
+
+def _describe_model(config) -> str:
+  m = config.model
+  if m.name == "wide_resnet":
+    return f"wide_resnet (depth={m.depth}, width={m.width})"
+  return f"{m.name} (width={m.width})"
+
+
+def _best_checkpoint_info(workdir) -> dict:
+  """Step and validation metrics of the best checkpoint (empty if they cannot be read)."""
+  try:
+    ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+    try:
+      return dict(best_step=ckpts.best_step(), best_metrics=ckpts.best_metrics() or {})
+    finally:
+      ckpts.close()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("Could not read the best checkpoint's metrics in %s: %s", workdir, e)
+    return {}
+
+
+def _eval_data(config, split: str, keep_sets, max_examples) -> tuple:
+  """`(images uint8, labels, {ood name: images uint8})` of `split` (OOD sets for "test")."""
+  if split == "validation":
+    images, labels = pipeline.read_split(data_lib.get_sources(config)["validation"])
+    ood_sets = {}
+  else:
+    data = data_lib.load_eval_data(config)
+    (images, labels), ood_sets = data["test"], dict(data["ood"])
+  if keep_sets:
+    missing = sorted(set(keep_sets) - set(ood_sets))
+    if missing:
+      raise ValueError(f"OOD sets {missing} are not available for {config.dataset.name}; "
+                       f"choose from {sorted(ood_sets)}.")
+    ood_sets = {k: ood_sets[k] for k in keep_sets}
+  if max_examples is not None:
+    images, labels = images[:max_examples], labels[:max_examples]
+    ood_sets = {k: v[:max_examples] for k, v in ood_sets.items()}
+  return images, labels, ood_sets
+
+
+def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None = None,
+                     split: str = "test") -> dict:
+  """Runs the evaluators on the best checkpoint of one training run.
+
+  Every process of a multi-host run must call it (restoring a checkpoint is collective); only
+  process 0 writes plots into `output_dir`.
+
+  Args:
+    workdir: a training workdir (config.json and best/ checkpoints).
+    output_dir: folder for this run's plots.
+    overrides: settings that win over the run's `config.eval` (see the module docstring).
+    split: "test" (with the OOD sets) or "validation" (the split that chose the checkpoint;
+      its test-time noise is the one training validated with).
+
+  Returns:
+    evaluator name -> figures, plus `"meta"` (dataset, objective, model, workdir, best step,
+    options).
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+  overrides = dict(overrides or {})
+  config, fns, params = ckpt_lib.load_run(workdir)
+  options = eval_options(config, overrides)
+  names = list(_setting("evaluators", overrides, config))
+  if split == "validation":
+    names = [n for n in names if n in ("classification", "calibration")]
+  images, labels, ood_sets = _eval_data(config, split, _setting("ood_sets", overrides, config),
+                                        _setting("max_examples", overrides, config))
+  seed = _setting("seed", overrides, config)
+  inputs = evaluators_lib.EvalInputs(
+      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
+      images=pipeline.to_model_space(images), labels=labels,
+      ood_images={k: pipeline.to_model_space(v) for k, v in ood_sets.items()},
+      key=jax.random.key(int(seed or 0)), options=options, split=split)
+  logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s with %s.", workdir,
+               config.dataset.name, config.objective, len(labels), split, sorted(ood_sets),
+               names)
+  plot_dir = output_dir if jax.process_index() == 0 else tempfile.mkdtemp()
+  figures = evaluators_lib.run_evaluators(names, inputs, plot_dir)
+  figures["meta"] = dict(
+      workdir=os.fspath(workdir),
+      dataset=config.dataset.name,
+      split=split,
+      objective=config.objective,
+      model=_describe_model(config),
+      num_params=int(sum(np.size(a) for a in jax.tree.leaves(params))),
+      evaluators=names,
+      options=dataclasses.asdict(options),
+      **_best_checkpoint_info(workdir))
+  return figures
+
+
+def run_names(workdirs: Sequence[str], names: Sequence[str] | None = None) -> list[str]:
+  """Report names of the runs: `names` if given, else the workdirs' basenames, made unique."""
+  if names:
+    if len(names) != len(workdirs):
+      raise ValueError(f"give one name per workdir: {len(names)} names for {len(workdirs)} "
+                       f"workdirs.")
+    if len(set(names)) != len(names):
+      raise ValueError(f"run names must be unique; got {list(names)}.")
+    return list(names)
+  out = []
+  for w in workdirs:
+    base = os.path.basename(os.path.normpath(os.fspath(w))) or "run"
+    name, i = base, 2
+    while name in out:
+      name, i = f"{base}_{i}", i + 1
+    out.append(name)
+  return out
+
+
+def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
+                      names: Sequence[str] | None = None,
+                      overrides: Mapping[str, Any] | None = None,
+                      split: str = "test") -> dict[str, str]:
+  """Evaluates each run and writes the report.
+
+  Args:
+    workdirs: training workdirs.
+    output_dir: the report folder: results.json, report.md, cross-run plots, and one subfolder
+      of plots per run.
+    names: run names for the report (default: the workdirs' basenames).
+    overrides: evaluation settings that win over each run's `config.eval`.
+    split: "test" or "validation" (see `evaluate_workdir`).
+
+  Returns:
+    The paths written (see `report.write_report`).
+  """
+  if not workdirs:
+    raise ValueError("give at least one workdir.")
+  results = {}
+  for name, workdir in zip(run_names(workdirs, names), workdirs):
+    results[name] = evaluate_workdir(
+        workdir, os.path.join(os.fspath(output_dir), report_lib.run_subdir(name)),
+        overrides=overrides, split=split)
+  if jax.process_index() != 0:
+    return {}
+  written = report_lib.write_report(results, output_dir)
+  logging.info("Wrote %s and %s.", written["results_json"], written["report_md"])
+  return written
+
+
+__all__ = ["SPLITS", "eval_options", "evaluate_workdir", "evaluate_workdirs", "run_names"]
