@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import default
+from ngebm_jax import data as data_lib
 from ngebm_jax.data.prepare import cifar
 from ngebm_jax.data.prepare import svhn
 from ngebm_jax.data import prepare
@@ -399,6 +401,29 @@ def test_recipe_splits_on_prepared_cifar10(prepared, cifar_data):
   assert tfds_sources.num_classes("cifar10", data_dir) == 10
 
 
+def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkeypatch):
+  data_dir = prepared[("cifar10", "python")]
+  full = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20)
+  part = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=30)
+  np.testing.assert_array_equal(part["train"].indices, full["train"].indices[:30])
+  np.testing.assert_array_equal(part["validation"].indices, full["validation"].indices)
+  assert len(part["test"]) == len(full["test"]) == NUM_TEST
+  for bad in (0, 101, True):
+    with pytest.raises(ValueError, match="num_train must be in"):
+      tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=bad)
+  # As training reads it, from config.dataset (-1: all of the recipe's training split).
+  recipe_splits = tfds_sources.recipe_splits
+  monkeypatch.setattr(tfds_sources, "recipe_splits",  # this tiny archive has 120, not 50,000
+                      lambda *a, **k: recipe_splits(*a, num_validation=20, **k))
+  config = default.get_config()
+  config.dataset.name, config.dataset.data_dir = "cifar10", data_dir
+  for num_train, expected in ((-1, 100), (30, 30)):
+    config.dataset.num_train = num_train
+    sources = data_lib.get_sources(config)
+    assert len(sources["train"]) == expected and len(sources["validation"]) == 20
+    np.testing.assert_array_equal(sources["train"].indices, full["train"].indices[:expected])
+
+
 def test_ids_read_fast_and_slow_agree(prepared, monkeypatch):
   data_dir = prepared[("cifar100", "python")]
   ids = [item["id"] for item in tfds.data_source("cifar100", split="train", data_dir=data_dir)]
@@ -442,20 +467,33 @@ def eval_dir(tmp_path, svhn_dir, cifar_data):
   return tmp_path / "tfds"
 
 
-def test_ood_sources(eval_dir):
-  sets = ood.ood_sources("cifar10", eval_dir)  # celeba is optional and missing
+def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
+  sets, missing = ood.ood_sources("cifar10", eval_dir)  # celeba is not prepared
   assert sorted(sets) == ["cifar100", "svhn"]
+  assert missing == {"celeba": "python -m experiments.prepare_data --dataset=celeb_a "
+                               f"--data_dir={eval_dir}"}
   assert len(sets["svhn"]) == 30 and len(sets["cifar100"]) == NUM_TEST
   for source in sets.values():
     item = source[0]
     assert set(item) == {"image", "label"} and item["label"] == tfds_sources.NO_LABEL
     assert item["image"].dtype == np.uint8 and item["image"].shape == (32, 32, 3)
   with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
-    ood.ood_sources("cifar10", eval_dir, optional=())
-  with pytest.raises(DatasetNotPreparedError, match="--dataset=cifar10 "):
-    ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is required for a CIFAR-100 model
+    ood.ood_sources("cifar10", eval_dir, strict=True)
+  sets, missing = ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is missing for this model
+  assert sorted(sets) == ["svhn"] and sorted(missing) == ["celeba", "cifar10"]
+  assert missing["cifar10"] == ("python -m experiments.prepare_data --dataset=cifar10 "
+                                f"--data_dir={eval_dir} --archive=cifar-10-python.tar.gz")
+  sets, missing = ood.ood_sources("cifar10", eval_dir, names=["svhn", "interp"])
+  assert list(sets) == ["svhn"] and not missing
+  with pytest.raises(ValueError, match="unknown OOD sets"):
+    ood.ood_sources("cifar10", eval_dir, names=["mnist"])
+  with pytest.raises(ValueError, match="in-distribution"):
+    ood.ood_sources("cifar10", eval_dir, names=["cifar10"])
   with pytest.raises(ValueError, match="unknown OOD set"):
     ood.ood_source("mnist", eval_dir)
+  assert ood.prepare_command("svhn", "/d") == (
+      "python -m experiments.prepare_data --dataset=svhn_cropped --data_dir=/d "
+      "--archive=train_32x32.mat --archive=test_32x32.mat")
 
 
 def test_load_eval_data(eval_dir, tmp_path, cifar_data):
@@ -471,7 +509,8 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   for k in range(12):
     np.testing.assert_array_equal(images[k], raw[k]["image"])
     assert labels[k] == raw[k]["label"]
-  assert sorted(loaded["ood"]) == ["cifar100", "constant", "interp", "svhn", "uniform"]
+  assert list(loaded["ood"]) == ["svhn", "cifar100", "interp", "uniform", "constant"]
+  assert list(loaded["ood_missing"]) == ["celeba"]
   assert loaded["ood"]["svhn"].shape == loaded["ood"]["cifar100"].shape == (12, 32, 32, 3)
   np.testing.assert_array_equal(loaded["ood"]["svhn"][3],
                                 tfds.data_source("svhn_cropped", split="test",
@@ -481,6 +520,11 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
                                   ood.synthetic_ood(images, seed=5)[key])
   everything = ood.load_eval_data("cifar10", eval_dir)
   assert len(everything["test"][0]) == NUM_TEST and len(everything["ood"]["svhn"]) == 30
+  chosen = ood.load_eval_data("cifar10", eval_dir, ood_names=("interp", "svhn", "celeba"))
+  assert list(chosen["ood"]) == ["interp", "svhn"] and list(chosen["ood_missing"]) == ["celeba"]
+  with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
+    ood.load_eval_data("cifar10", eval_dir, ood_names=("svhn", "celeba"), strict=True)
+  assert ood.load_eval_data("cifar10", eval_dir, ood_names=())["ood"] == {}
 
 
 def _face(colour) -> np.ndarray:
@@ -538,8 +582,8 @@ def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   for i in range(3):
     image = source[i]["image"].astype(np.int32)
     assert np.abs(image - image[16, 16]).max() <= 16
-  sets = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
-  assert list(sets) == ["celeba"]
+  sets, missing = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
+  assert list(sets) == ["celeba"] and not missing
 
 
 def test_center_crop_resize_keeps_the_centre():

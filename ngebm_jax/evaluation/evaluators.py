@@ -21,6 +21,7 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import numpy as np
 
@@ -263,7 +264,7 @@ def run_evaluators(names: Sequence[str], inputs: EvalInputs, output_dir: str) ->
   unknown = [n for n in names if n not in EVALUATORS]
   if unknown:
     raise ValueError(f"unknown evaluators {unknown}; choose from {sorted(EVALUATORS)}.")
-  os.makedirs(output_dir, exist_ok=True)
+  epath.Path(output_dir).mkdir(parents=True, exist_ok=True)  # a gs:// folder too
   results = {}
   for name in names:
     logging.info("Running evaluator %r.", name)

@@ -13,14 +13,12 @@ published figures of NGEBM.md ("Published figures to check against") beside ours
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from typing import Any, Mapping
 
-import numpy as np
 
+from ngebm_jax import reporting
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import robustness
@@ -77,21 +75,7 @@ def run_subdir(run_name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
 
 
-def to_jsonable(value: Any) -> Any:
-  """NumPy / JAX scalars and arrays to Python; non-finite floats to `None` (strict JSON)."""
-  if isinstance(value, Mapping):
-    return {str(k): to_jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_jsonable(v) for v in value]
-  if isinstance(value, (str, bool)) or value is None:
-    return value
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    return float(value) if math.isfinite(value) else None
-  if hasattr(value, "tolist"):  # arrays
-    return to_jsonable(np.asarray(value).tolist())
-  return str(value)
+to_jsonable = reporting.to_jsonable  # kept as a name of this module for its callers
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -241,6 +225,22 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
   return lines
 
 
+def _ood_sets_section(results: Mapping[str, Mapping]) -> list[str]:
+  """Which OOD sets each run was evaluated on, and the missing ones with their commands."""
+  lines = []
+  for run, figures in results.items():
+    used = _get(figures, "meta", "ood_sets")
+    missing = _get(figures, "meta", "ood_missing") or {}
+    if used is None and not missing:
+      continue
+    lines.append(f"- {run}: evaluated on {', '.join(used) if used else 'no OOD set'}.")
+    for name, command in missing.items():
+      lines.append(f"  Not prepared, left out: {name} (`{command}`).")
+  if lines:
+    lines = ["", "## OOD sets", "", *lines]
+  return lines
+
+
 def _link(run: str, rel: str | None, text: str) -> str:
   return "–" if not rel else f"[{text}]({run_subdir(run)}/{rel})"
 
@@ -289,11 +289,9 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
-  os.makedirs(output_dir, exist_ok=True)
   written = {}
   json_path = os.path.join(output_dir, "results.json")
-  with open(json_path, "w") as f:
-    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+  reporting.write_json(json_path, results)
   written["results_json"] = json_path
 
   curve_plots = {}
@@ -315,6 +313,7 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   lines += ["", "AUROC: the in-distribution test set is the positive class; FPR at 95% TPR: "
             "the fraction of an OOD set accepted at the threshold that accepts 95% of the test "
             "set; PGD: accuracy on the attacked test examples."]
+  lines += _ood_sets_section(results)
   lines += _published_section(results)
   if curve_plots:
     lines += ["", "## Robustness curves", ""]
@@ -324,7 +323,6 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   if plot_lines:
     lines += ["", "## Plots per run"] + plot_lines
   md_path = os.path.join(output_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  reporting.write_text(md_path, "\n".join(lines) + "\n")
   written["report_md"] = md_path
   return written
