@@ -158,12 +158,17 @@ def _move_tree(source: epath.Path, target: epath.Path) -> None:
   except (OSError, NotImplementedError):
     if not source.exists():
       raise
-  for file in source.rglob("*"):
-    if not file.is_dir():
-      destination = target / file.relative_to(source)
-      destination.parent.mkdir(parents=True, exist_ok=True)
-      file.copy(destination)
+  _copy_tree(source, target)
   source.rmtree()
+
+
+def _copy_tree(source: epath.Path, target: epath.Path) -> None:
+  target.mkdir(parents=True, exist_ok=True)
+  for child in source.iterdir():  # one listing per folder (GCS refuses recursive globs)
+    if child.is_dir():
+      _copy_tree(child, target / child.name)
+    else:
+      child.copy(target / child.name)
 
 
 def save_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> None:
