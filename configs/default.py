@@ -4,7 +4,7 @@ Trains a Wide-ResNet-28-10 (no normalization, LeakyReLU 0.2) with NG-EBM: Adam 1
 1,000-step linear warmup, batch 64, pad-4 reflect crop + flip, 0.03 input noise in training and
 test; the best checkpoint by validation accuracy is evaluated on test.
 
-  python -m experiments.train --config=configs/default.py --workdir=/tmp/ngebm_default
+  python -m experiments.train --config=configs/default.py --workdir=runs/default
 
 Every field that any config or the code reads is declared here, with its default; other configs
 change fields, never replace blocks, and any field can be set on the command line
