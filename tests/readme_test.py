@@ -302,8 +302,8 @@ def test_the_readme_path_is_found():
                   "experiments.demo"):
     assert program in programs, f"no README command runs {program}"
   texts = [c.text for _, cs in README for c in cs]
-  assert ("python -m experiments.train --config=configs/cifar100_ngebm.py "
-          "--workdir=$RUNS/cifar100_ngebm --config.dataset.data_dir=$DATA") in texts
+  assert ("python -m experiments.train --config=configs/cifar10_ngebm.py "
+          "--workdir=$RUNS/cifar10_ngebm --config.dataset.data_dir=$DATA") in texts
   assert all(any(c.text.startswith(start) for c in
                  [c for _, cs in GROUPS for c in cs]) for start in SKIPPED), "a stale SKIPPED entry"
   assert {name for name, _ in DOCSTRINGS} >= {"configs/cifar10_ngebm.py", "configs/focus.py",
