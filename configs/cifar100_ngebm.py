@@ -1,4 +1,4 @@
-"""CIFAR100, ngebm: the paper's recipe (NGEBM.md) on a GPU/TPU machine.
+"""CIFAR100, ngebm: the paper's recipe (docs/method.rst) on a GPU/TPU machine.
 
 WRN-28-10 (no normalization, LeakyReLU 0.2), Adam 1e-4 with 1,000 warmup steps, batch 64,
 150 epochs on the 45,000-image training split (JEM's 45,000/5,000 split), pad-4 crop + flip,
@@ -9,8 +9,8 @@ WRN-28-10 (no normalization, LeakyReLU 0.2), Adam 1e-4 with 1,000 warmup steps, 
 
 with CIFAR-100 prepared in $DATA once (README, "Data").
 
-Expected (published, WRN-28-10): see the table in README.md; the NG-EBM paper reports an ECE
-7.5x lower than the baseline's on CIFAR-100 with NG-EBM.
+Expected (published, WRN-28-10): README.md, "Published figures and ours"; the NG-EBM paper
+reports an ECE 7.5x lower than the baseline's on CIFAR-100 with NG-EBM.
 """
 
 from configs import default

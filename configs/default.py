@@ -1,4 +1,4 @@
-"""The paper's recipe (docs/method.md), on the embedded default data: the base every config edits.
+"""The paper's recipe (docs/method.rst), on the embedded default data: the base every config edits.
 
 Trains a Wide-ResNet-28-10 (no normalization, LeakyReLU 0.2) with NG-EBM: Adam 1e-4 with a
 1,000-step linear warmup, batch 64, pad-4 reflect crop + flip, 0.03 input noise in training and

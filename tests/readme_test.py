@@ -195,6 +195,7 @@ def _check_report_names_missing_ood_sets(output: str) -> None:
   """An evaluation report lists each OOD set that was not prepared, with its command."""
   results = reporting.read_json(os.path.join(output, "results.json"))
   report = open(os.path.join(output, "report.md")).read()
+  assert "## OOD sets" in report
   for run, figures in results.items():
     for name, command in figures["meta"]["ood_missing"].items():
       assert f"Not prepared, left out: {name} (`{command}`)" in report, (run, name)

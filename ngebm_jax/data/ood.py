@@ -1,6 +1,6 @@
 """Out-of-distribution sets: real ones (TFDS test splits) and synthetic ones, defined once.
 
-What the evaluation protocol needs (docs/method.md, "Evaluation protocol"; JEM §5):
+What the evaluation protocol needs (docs/method.rst, "The evaluation protocol"; JEM §5):
 
 - `ood_sources(in_distribution, data_dir)`: the real OOD test sets, SVHN, CIFAR-100 (for a
   CIFAR-10 model; CIFAR-10 for a CIFAR-100 model) and CelebA, as 32x32 images with
@@ -36,7 +36,7 @@ from ngebm_jax.data.tfds_sources import NO_LABEL
 from ngebm_jax.data.tfds_sources import ImageLabelSource
 from ngebm_jax.data.tfds_sources import load_source
 
-# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (NGEBM.md, JEM Table 3).
+# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (JEM Table 3).
 OOD_DATASETS = {"svhn": "svhn_cropped", "cifar10": "cifar10", "cifar100": "cifar100",
                 "celeba": "celeb_a"}
 DEFAULT_OOD = {

@@ -1,6 +1,6 @@
 """Random-access sources over the real datasets (TFDS, array_record), for the NG-EBM recipe.
 
-What the recipe needs (NGEBM.md, "Reference training recipe"):
+What the recipe needs (docs/method.rst, "The training recipe"):
 
 - `recipe_splits(name, data_dir)`: CIFAR-10 / CIFAR-100 as train 45,000 / validation 5,000 (both
   from TFDS's `train`) / test 10,000; `num_train=N` keeps the first N training examples.

@@ -8,7 +8,7 @@ are relative to that subfolder.
 `report.md` has a side-by-side table of the runs (accuracy, NLL, ECE, Brier, AUROC per OOD set and
 score, accuracy under PGD at the standard epsilons), the robustness curves of all runs on one plot
 per norm, links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the
-published figures of NGEBM.md ("Published figures to check against") beside ours.
+published figures (README, "Published figures and ours") beside ours.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ngebm_jax.evaluation import robustness
 
 _JEM = "JEM Table 3 (in HybViT, arXiv 2208.07791, Tables 3, 11)"
 
-# NGEBM.md, "Published figures to check against" (CIFAR, WRN-28-10). Each entry: the figure, the
+# Published figures of JEM and NG-EBM (CIFAR, WRN-28-10). Each entry: the figure, the
 # model it was measured on, its value, its source, and where to find ours:
 # ("metric", evaluator, *path) with values as fractions, or ("ece_ratio", None).
 PUBLISHED = {
