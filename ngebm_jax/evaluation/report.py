@@ -75,9 +75,6 @@ def run_subdir(run_name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
 
 
-to_jsonable = reporting.to_jsonable  # kept as a name of this module for its callers
-
-
 def _get(d: Any, *path: str) -> Any:
   for p in path:
     if not isinstance(d, Mapping):
@@ -114,13 +111,6 @@ def _robust_at(figures: Mapping, norm: str, eps: float) -> float | None:
     if abs(e - eps) < 1e-9:
       return a
   return None
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  """A Markdown table; `|` inside a cell (as in "max p(y|x)") is escaped."""
-  def row(cells):
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-  return [row(header), "|" + " --- |" * len(header)] + [row(r) for r in rows]
 
 
 def _rows(results: Mapping[str, Mapping], specs) -> list[list[str]]:
@@ -181,7 +171,7 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
   for title, specs in sections:
     rows = _rows(results, specs)
     if rows:
-      lines += ["", f"### {title}", ""] + _table(header, rows)
+      lines += ["", f"### {title}", ""] + reporting.markdown_table(header, rows)
   return lines
 
 
@@ -221,7 +211,7 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
         ours = [fmt(_get(results[r], *path)) for r in runs]
         published = fmt(value)
       rows.append([label, model, published] + ours + [source])
-    lines += _table(["figure", "published model", "published"] + runs + ["source"], rows)
+    lines += reporting.markdown_table(["figure", "published model", "published"] + runs + ["source"], rows)
   return lines
 
 
@@ -265,7 +255,7 @@ def _plot_links(results: Mapping[str, Mapping]) -> list[str]:
     scores = [s for s in ood.SCORE_NAMES if any(f"hist/{s}/{o}" in ood_plots for o in sets)]
     if sets and scores:
       lines += ["Score histograms (test vs OOD set):", ""]
-      lines += _table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
+      lines += reporting.markdown_table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
                       [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram")
                               for s in scores] for o in sets])
       lines.append("")
@@ -289,6 +279,7 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
+  output_dir = os.fspath(output_dir)
   written = {}
   json_path = os.path.join(output_dir, "results.json")
   reporting.write_json(json_path, results)
