@@ -89,6 +89,7 @@ def run(
   """Measures every run and writes the report; returns the paths written (see `write_report`)."""
   if num_images < 1:
     raise ValueError(f"num_images must be >= 1; got {num_images}.")
+
   def key(w) -> str:  # an absolute path, or a URI (gs://...) as it is
     return os.fspath(ckpt_lib.workdir_path(w))
 
