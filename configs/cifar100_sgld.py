@@ -1,4 +1,4 @@
-"""CIFAR100, SGLD-EBM (JEM): the shared recipe (NGEBM.md) with JEM's sampler.
+"""CIFAR100, SGLD-EBM (JEM): the shared recipe (docs/method.rst) with JEM's sampler.
 
 K = 20 SGLD steps (alpha 1, sigma 0.01) per training step from a 10,000-image replay buffer
 (reinit 0.05), JEM's second unlabelled batch for log p~(x_data); WRN-28-10, Adam 1e-4 with

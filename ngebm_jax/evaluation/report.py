@@ -8,7 +8,7 @@ are relative to that subfolder.
 `report.md` has a side-by-side table of the runs (accuracy, NLL, ECE, Brier, AUROC per OOD set and
 score, accuracy under PGD at the standard epsilons), the robustness curves of all runs on one plot
 per norm, links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the
-published figures of NGEBM.md ("Published figures to check against") beside ours.
+published figures (README, "Published figures and ours") beside ours.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ngebm_jax.evaluation import robustness
 
 _JEM = "JEM Table 3 (in HybViT, arXiv 2208.07791, Tables 3, 11)"
 
-# NGEBM.md, "Published figures to check against" (CIFAR, WRN-28-10). Each entry: the figure, the
+# Published figures of JEM and NG-EBM (CIFAR, WRN-28-10). Each entry: the figure, the
 # model it was measured on, its value, its source, and where to find ours:
 # ("metric", evaluator, *path) with values as fractions, or ("ece_ratio", None).
 PUBLISHED = {
@@ -215,6 +215,22 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
   return lines
 
 
+def _ood_sets_section(results: Mapping[str, Mapping]) -> list[str]:
+  """Which OOD sets each run was evaluated on, and the missing ones with their commands."""
+  lines = []
+  for run, figures in results.items():
+    used = _get(figures, "meta", "ood_sets")
+    missing = _get(figures, "meta", "ood_missing") or {}
+    if used is None and not missing:
+      continue
+    lines.append(f"- {run}: evaluated on {', '.join(used) if used else 'no OOD set'}.")
+    for name, command in missing.items():
+      lines.append(f"  Not prepared, left out: {name} (`{command}`).")
+  if lines:
+    lines = ["", "## OOD sets", "", *lines]
+  return lines
+
+
 def _link(run: str, rel: str | None, text: str) -> str:
   return "–" if not rel else f"[{text}]({run_subdir(run)}/{rel})"
 
@@ -288,6 +304,7 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   lines += ["", "AUROC: the in-distribution test set is the positive class; FPR at 95% TPR: "
             "the fraction of an OOD set accepted at the threshold that accepts 95% of the test "
             "set; PGD: accuracy on the attacked test examples."]
+  lines += _ood_sets_section(results)
   lines += _published_section(results)
   if curve_plots:
     lines += ["", "## Robustness curves", ""]

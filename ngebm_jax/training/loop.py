@@ -33,7 +33,7 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 # Config fields that may change between a run and its resumption without changing the result.
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
-                    "dataset.data_dir", "dataset.num_workers", "eval")
+                    "dataset.data_dir", "dataset.num_workers", "eval", "compilation_cache_dir")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -83,14 +83,15 @@ def validate_config(config, num_devices: int | None = None) -> None:
     raise ValueError(f"config.dataset.noise_std must be >= 0; got {config.dataset.noise_std}.")
 
 
-def _check_writable(workdir: str) -> None:
+def _check_writable(workdir) -> None:
+  """Creates `workdir` (a local path or a URI) and writes a file into it, or raises."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_probe_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
+    path = ckpt_lib.workdir_path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_probe_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except Exception as e:  # pylint: disable=broad-except  (remote storage raises its own types)
     raise PermissionError(f"The workdir {workdir} is not writable: {e}") from e
 
 
@@ -182,12 +183,13 @@ class _PreemptionFlag:
       signal.signal(sig, handler)
 
 
-def train(config, workdir: str, *, devices=None) -> TrainResult:
+def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
 
   Args:
     config: the run's `ml_collections.ConfigDict` (see configs/default.py).
-    workdir: where checkpoints, metrics and results go; created if missing.
+    workdir: where checkpoints, metrics and results go, a local path or a URI
+      (`gs://bucket/run`); created if missing.
     devices: devices of the data-parallel mesh; all devices of all hosts by default.
   """
   validate_config(config, len(devices) if devices is not None else None)
@@ -197,7 +199,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
   is_main = jax.process_index() == 0
 
   old_config = None
-  if os.path.exists(os.path.join(workdir, ckpt_lib.CONFIG_FILE)):
+  if ckpt_lib.has_config(workdir):
     old_config = ckpt_lib.load_config(workdir)
     diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
     if diffs and not config.allow_config_change:
@@ -313,7 +315,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
       progress.close()
     writer.close()
     ckpts.close()
-  return TrainResult(workdir=workdir, last_step=step,
+  return TrainResult(workdir=os.fspath(workdir), last_step=step,
                      best_step=best["step"] if best else None,
                      best_val_accuracy=best["val_accuracy"] if best else None,
                      preempted=step < total, resumed_from_step=resumed_from,

@@ -89,19 +89,23 @@ def run(
   """Measures every run and writes the report; returns the paths written (see `write_report`)."""
   if num_images < 1:
     raise ValueError(f"num_images must be >= 1; got {num_images}.")
+
+  def key(w) -> str:  # an absolute path, or a URI (gs://...) as it is
+    return os.fspath(ckpt_lib.workdir_path(w))
+
   ordered = []  # every workdir once, in order of appearance
   for w in list(workdirs) + [w for g in groups.values() for w in g]:
-    w = os.path.abspath(w)
+    w = key(w)
     if w not in ordered:
       ordered.append(w)
   if not ordered:
     raise ValueError("Nothing to measure: pass --workdir and/or --group.")
   configs = {w: ckpt_lib.load_config(w) for w in ordered}
-  groups = {g: [os.path.abspath(w) for w in ws] for g, ws in groups.items()}
+  groups = {g: [key(w) for w in ws] for g, ws in groups.items()}
   if auto_group:
     explicit = {w for ws in groups.values() for w in ws}
-    for g, ws in _auto_groups([os.path.abspath(w) for w in workdirs
-                               if os.path.abspath(w) not in explicit], configs).items():
+    for g, ws in _auto_groups([key(w) for w in workdirs if key(w) not in explicit],
+                              configs).items():
       groups[_unique_name(g, set(groups))] = ws
 
   names: dict[str, str] = {}
