@@ -1,4 +1,4 @@
-"""Focus losses (FOCUS.md) on the procedural authentic-vs-generated task, one recipe per run.
+"""Focus losses on the procedural authentic-vs-generated task, one recipe per run.
 
 Trains a small CNN to tell authentic from generated images (ngebm_jax/data/procedural/focus_task.py) with
 one of the recipes of CYBORG (Boyd et al., WACV 2023) and arXiv 2303.00818, all through

@@ -36,6 +36,7 @@ HeadFn = Callable[[Any, jax.Array], jax.Array]
 # A map whose spread (max - min) is below this fraction of its maximum is taken as constant:
 # float32 round-off in sum_k w_k A_k would otherwise be stretched into a full [0, 1] noise map.
 _CONSTANT_MAP_RTOL = 1e-5
+UPSAMPLE_METHODS = ("bilinear", "bicubic")
 
 
 def split_model_fns(model_fns: Any) -> tuple[FeaturesFn, HeadFn]:
@@ -182,11 +183,15 @@ def grad_cam_batched(
   return (maps, logits) if return_logits else maps
 
 
-def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Bilinear upsampling of `maps: [B, h, w]` to `[B, *size]` (`jax.image.resize`).
+def upsample(maps: jax.Array, size: tuple[int, int], *, method: str = "bilinear") -> jax.Array:
+  """Upsampling of `maps: [B, h, w]` in [0, 1] to `[B, *size]` (`jax.image.resize`).
 
-  Bilinear weights are non-negative and sum to 1, so maps in [0, 1] stay in [0, 1]; sampling is
-  at pixel centres, so the result commutes with flips and 90-degree rotations.
+  "bilinear": weights are non-negative and sum to 1, so maps stay in [0, 1]. "bicubic": Keys'
+  cubic convolution (a = -0.5) with the weights renormalized at the border, the same numbers as
+  PIL's `Image.resize(..., Image.BICUBIC)`, which Explain2Me's code uses to bring its maps to the
+  image size; it overshoots near sharp edges, and the result is clipped to [0, 1], as PIL's 8-bit
+  output is clipped to 0..255. Sampling is at pixel centres, so both commute with flips and
+  90-degree rotations.
   """
   maps = jnp.asarray(maps)
   if maps.ndim != 3:
@@ -194,7 +199,10 @@ def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
   size = tuple(int(s) for s in size)
   if len(size) != 2:
     raise ValueError(f"size must be (H, W); got {size}.")
-  return jax.image.resize(maps.astype(jnp.float32), (maps.shape[0],) + size, method="bilinear")
+  if method not in UPSAMPLE_METHODS:
+    raise ValueError(f"method must be one of {UPSAMPLE_METHODS}; got {method!r}.")
+  out = jax.image.resize(maps.astype(jnp.float32), (maps.shape[0],) + size, method=method)
+  return jnp.clip(out, 0.0, 1.0) if method == "bicubic" else out
 
 
 def to_uint8(maps: jax.Array) -> jax.Array:

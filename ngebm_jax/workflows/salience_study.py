@@ -17,9 +17,18 @@ Runs passed with --workdir whose configs differ only in `seed` are grouped autom
 (--noauto_group turns that off). Every run of a group is also measured as a model.
 
 Each run's best checkpoint is measured on the first --num_images test images of its own config
-(no input noise). Writes into --output: salience.json (all numbers), per_image.npz, report.md
-(a table across models), entropy_histogram.png, out_of_set.png, equivariance.png,
-degradation.png and examples.png (images with their maps overlaid).
+(no input noise). Measures (b) and (e) are taken under each --variants entry (sets of options
+where the authors' released code and our first implementation differ; `default` follows the
+authors' steps, `ours` the first implementation; see `ngebm_jax.salience.variants`), e.g.
+
+  python -m experiments.salience --workdir=/runs/a --output=/tmp/sal \
+      --variants=default,authors,ours,default:scaled,default:literal
+
+Writes into --output: salience.json (all numbers; each model's `variants` lists the options of
+every variant, and (b), (e) are keyed by variant), per_image.npz, report.md (a table across
+models under the primary variant, one with (b) and (e) under every variant), entropy_histogram.png,
+out_of_set.png, equivariance.png, degradation.png and examples.png (images with their maps
+overlaid); plots label each line with its variant.
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ from absl import logging
 from ngebm_jax import data as data_lib
 from ngebm_jax.salience import model_salience
 from ngebm_jax.salience import report as report_lib
+from ngebm_jax.salience import variants as salience_variants
 from ngebm_jax.training import checkpoints as ckpt_lib
+
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
   """`"name:dir1,dir2"` -> `("name", ["dir1", "dir2"])`."""
@@ -95,12 +106,21 @@ def run(
     num_images: int = 500,
     batch_size: int = 128,
     seed: int = 0,
-    max_sigma_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    variants: Sequence[str] = ("default",),
+    sigma_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     num_examples: int = 8,
 ) -> dict[str, str]:
-  """Measures every run and writes the report; returns the paths written (see `write_report`)."""
+  """Measures every run and writes the report; returns the paths written (see `write_report`).
+
+  `variants` names the sets of options of measures (b) and (e) to measure under
+  (`ngebm_jax.salience.variants.get_variant`: "default", "authors", "ours", or
+  "PRESET:SCHEDULE"); the first is the primary one (the main table, the (e) sweep over
+  `sigma_factors`, in multiples of the authors' blur sigmas). The report lists every variant's
+  options and labels each number and plot with its variant.
+  """
   if num_images < 1:
     raise ValueError(f"num_images must be >= 1; got {num_images}.")
+  variants = [salience_variants.get_variant(v) for v in variants]
   ordered = []  # every workdir once, in order of appearance
   for w in list(workdirs) + [w for g in groups.values() for w in g]:
     w = os.path.abspath(w)
@@ -131,8 +151,8 @@ def run(
     images, labels = data_cache[data_key]
     logging.info("Measuring %s (%s) on %d images.", names[w], w, len(images))
     models[names[w]] = model_salience.measure_model(
-        fns, params, images, labels, key=key, batch_size=batch_size,
-        max_sigma_factors=max_sigma_factors, num_examples=num_examples)
+        fns, params, images, labels, key=key, variants=variants, batch_size=batch_size,
+        sigma_factors=sigma_factors, num_examples=num_examples)
     info[names[w]] = {"workdir": w, "objective": config.get("objective"),
                       "arch": config.model.get("name"), "seed": config.get("seed"),
                       "dataset": config.dataset.get("name"), "data_key": data_key}
@@ -150,7 +170,7 @@ def run(
   for i in info.values():
     i.pop("data_key")
   settings = {"num_images": num_images, "batch_size": batch_size, "seed": seed,
-              "max_sigma_factors": list(max_sigma_factors)}
+              "variants": [v.name for v in variants], "sigma_factors": list(sigma_factors)}
   paths = report_lib.write_report(output, models, group_results, info=info, settings=settings)
   logging.info("Wrote the salience report to %s.", paths["report"])
   return paths
