@@ -84,7 +84,7 @@ MAP_SCALINGS = ("max", "min_max")
 BOUNDARIES = ("reflect", "nearest")
 SCHEDULES = ("scaled", "octaves", "literal")
 DEFAULT_SCHEDULE = "octaves"
-_PAD_MODES = {"reflect": "symmetric", "nearest": "edge"}  # scipy.ndimage name -> jnp.pad name
+_CONSTANT_RTOL = 1e-5  # a spread below this fraction of the map's values is float round-off
 
 
 def _check_choice(value, choices, name):
@@ -282,7 +282,9 @@ def degradation_levels(
   else:
     lo = jnp.min(m, axis=(1, 2), keepdims=True)
     spread = hi - lo
-    m = jnp.where(spread > 0, (m - lo) / jnp.where(spread > 0, spread, 1.0), jnp.clip(m, 0, 1))
+    # A constant map comes out of the float32 blur with a spread of ~1e-7: still constant.
+    varies = spread > _CONSTANT_RTOL * jnp.maximum(jnp.abs(hi), jnp.abs(lo))
+    m = jnp.where(varies, (m - lo) / jnp.where(varies, spread, 1.0), jnp.clip(m, 0, 1))
   return jnp.round(m * (NUM_LEVELS - 1)).astype(jnp.int32)
 
 

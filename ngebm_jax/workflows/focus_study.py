@@ -243,7 +243,9 @@ def summarize(runs: dict[str, dict], evals: dict, salience: dict | None) -> dict
   variants = {}
   if salience is not None:
     first = next(iter(salience["models"].values()))
-    variants = {"primary": first["primary_variant"], "options": first["variants"]}
+    order = salience["settings"]["variants"]  # (the JSON file sorts the keys of its objects)
+    variants = {"primary": first["primary_variant"],
+                "options": {v: first["variants"][v] for v in order}}
   return {"runs": rows, "recipes": recipes, "stability": stability,
           "salience_variants": variants,
           "sweep": [{"entropy_weight": w, "run": n} for w, n in sweep],
