@@ -145,9 +145,14 @@ def test_upsample_and_to_uint8():
                              0.3, atol=1e-6)
   np.testing.assert_allclose(np.asarray(salience.upsample(maps[:, ::-1], (32, 32))),
                              np.asarray(up)[:, ::-1], atol=1e-6)
-  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]))
+  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]), rounding="nearest")
   assert q.dtype == jnp.uint8
   np.testing.assert_array_equal(np.asarray(q), [[[0, 128, 255, 255]]])
+  # The default truncates, as torchvision's to_pil_image (mul(255).byte()) in the authors' code.
+  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]))
+  np.testing.assert_array_equal(np.asarray(q), [[[0, 127, 255, 254]]])
+  with pytest.raises(ValueError, match="rounding"):
+    salience.to_uint8(maps, rounding="ceil")
 
 
 @pytest.mark.parametrize("size", [(32, 32), (224, 224)])

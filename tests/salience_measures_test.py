@@ -74,12 +74,24 @@ def test_entropy_of_constant_and_distinct_maps():
   assert salience.entropy_measure(distinct16)["mean"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_entropy_matches_numpy_reference():
+@pytest.mark.parametrize("rounding", ["floor", "nearest"])
+def test_entropy_matches_numpy_reference(rounding):
   maps = np.random.default_rng(1).uniform(size=(5, 8, 8)).astype(np.float32) ** 3
-  res = salience.entropy_measure(maps)
-  want = _reference_entropy(np.asarray(salience.to_uint8(maps)))
+  res = salience.entropy_measure(maps, rounding=rounding)
+  quantize = np.floor if rounding == "floor" else np.round
+  want = _reference_entropy(quantize(maps * np.float32(255)).astype(np.uint8))
   np.testing.assert_allclose(res["per_image"], want, atol=1e-6)
   assert res["mean"] == pytest.approx(want.mean(), abs=1e-6)
+
+
+def test_entropy_is_the_authors_shannon_entropy_of_their_8_bit_maps():
+  # Measures/Entropy: skimage.measure.shannon_entropy of the 8-bit 7x7 map (truncated by
+  # torchvision's to_pil_image), divided by 5.614 = log2(49).
+  import skimage.measure  # pylint: disable=g-import-not-at-top
+  maps = np.random.default_rng(20).uniform(size=(4, 7, 7)).astype(np.float32) ** 2
+  stored = (maps * np.float32(255)).astype(np.uint8)  # float -> uint8 truncates, as .byte()
+  want = [skimage.measure.shannon_entropy(m) / np.log2(49) for m in stored]
+  np.testing.assert_allclose(salience.entropy_measure(maps)["per_image"], want, atol=1e-6)
 
 
 # --- (b) salt and pepper, out-of-set ----------------------------------------------------------
@@ -407,8 +419,9 @@ def test_variants():
   assert authors.degradation_options() == dict(
       schedule="scaled", map_scaling="max", upsample_method="bicubic", boundary="reflect",
       degraded_cam_class="degraded")
-  assert authors.noise_options() == {"per_channel": True}
-  assert ours.noise_options() == {"per_channel": False}
+  assert authors.noise_options() == {"per_channel": True, "rounding": "floor"}
+  assert ours.noise_options() == {"per_channel": False, "rounding": "nearest"}
+  assert ours.entropy_options() == {"rounding": "nearest"}
   assert ours.degradation_options()["map_scaling"] == "min_max"
   literal = salience.get_variant("default:literal")
   assert literal.name == "default:literal" and literal.schedule == "literal"

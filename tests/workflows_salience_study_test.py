@@ -53,6 +53,7 @@ def test_program_measures_runs_groups_seeds_and_writes_all_files(tmp_path):
   assert len(m["equivariance"]["per_transform"]) == 12
   # (b) and (e) are keyed by salience variant, and each variant's options are recorded.
   assert m["primary_variant"] == "default" and list(m["variants"]) == ["default", "ours"]
+  assert set(m["entropy"]["by_variant"]) == {"default", "ours"}
   assert m["variants"]["ours"]["noise"] == "pixel"
   assert m["variants"]["default"]["map_scaling"] == "max"
   for v in ("default", "ours"):

@@ -11,16 +11,19 @@ one number (or one curve), so that models can be compared without looking at the
 
 Comparisons are SSIM (`ngebm_jax.salience.ssim`, scikit-image's `structural_similarity`
 defaults: uniform 7x7 window, sample covariance) with `data_range=1` on float maps in [0, 1];
-the uint8 quantization of the maps is used where a histogram is needed, i.e. in (a) only.
-The authors' code compares by SSIM in (d) and (e); their code computes the maps of (b) and (c)
-but no comparison, and we compare those by SSIM too.
+the uint8 quantization of the maps (`to_uint8`) is used where a histogram is needed, i.e. in the
+entropies of (a) and (b). The authors' code compares by SSIM in (d) and (e), on its 8-bit map
+files (`structural_similarity(cam_1, cam_2)`, data range 255 from the dtype; we compare the
+float maps); their code computes the maps of (b) and (c) but no comparison, and we compare those
+by SSIM too. Their entropy (a) is `skimage.measure.shannon_entropy` of the 8-bit map divided by
+`log2(49)` for their 7x7 maps, which is `map_entropy`.
 
 Resolutions: (a), (b) and (d) compare maps at the feature-map resolution (8x8 for a 32-pixel
 Wide-ResNet: 4 SSIM windows); (c) and (e) mix map and image, and compare maps upsampled to the
 image size (bilinear in (c); in (e) bicubic as the authors' code, or bilinear).
 
-Where the authors' released code and our first reading of the paper differ, in (b) and (e), the
-measure takes an option for each step, with the authors' choice as the default (see
+Where the authors' released code and our first reading of the paper differ, in (a), (b) and
+(e), the measure takes an option for each step, with the authors' choice as the default (see
 `ngebm_jax.salience.variants`, which names sets of them).
 
 The dataset-level functions loop over batches of `batch_size` images (the last one padded, so one
@@ -62,7 +65,7 @@ OUT_OF_SET_AMOUNTS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 # (a) entropy
 
 
-def map_entropy(maps: jax.Array) -> jax.Array:
+def map_entropy(maps: jax.Array, *, rounding: str = "floor") -> jax.Array:
   """Normalized Shannon entropy of each map's uint8 histogram (measure (a)).
 
   `H = -sum_v p_v log2 p_v` over the 256 intensity bins, divided by `log2(h * w)`, its maximum
@@ -71,6 +74,7 @@ def map_entropy(maps: jax.Array) -> jax.Array:
 
   Args:
     maps: `[B, h, w]` uint8 maps, or float maps in [0, 1] (quantized with `to_uint8`).
+    rounding: how float maps are quantized, "floor" (the authors' code) or "nearest".
 
   Returns:
     `[B]` float32 entropies in [0, 1]; 0 for a constant map, 1 for `h * w <= 256` distinct values.
@@ -81,26 +85,27 @@ def map_entropy(maps: jax.Array) -> jax.Array:
   n = maps.shape[1] * maps.shape[2]
   if n < 2:
     raise ValueError(f"A map needs at least 2 pixels to have an entropy; got {maps.shape[1:]}.")
-  q = to_uint8(maps).reshape(maps.shape[0], n).astype(jnp.int32)
+  q = to_uint8(maps, rounding=rounding).reshape(maps.shape[0], n).astype(jnp.int32)
   counts = jax.vmap(lambda v: jnp.bincount(v, length=256))(q)
   p = counts.astype(jnp.float32) / n
   bits = -jnp.sum(jnp.where(p > 0, p * jnp.log2(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
   return bits / np.log2(n)
 
 
-_map_entropy_jit = jax.jit(map_entropy)
+_map_entropy_jit = jax.jit(map_entropy, static_argnames=("rounding",))
 
 
-def entropy_measure(maps: Any) -> dict[str, Any]:
+def entropy_measure(maps: Any, *, rounding: str = "floor") -> dict[str, Any]:
   """Measure (a): average normalized entropy of the maps of a dataset.
 
   Args:
     maps: `[N, h, w]` uint8 maps or float maps in [0, 1] (e.g. from `grad_cam_batched`).
+    rounding: quantization of float maps, "floor" (the authors' code) or "nearest".
 
   Returns:
     `{"mean": float, "per_image": [N] float32 array}`. Low: the model looks at few places.
   """
-  per_image = np.asarray(_map_entropy_jit(maps))
+  per_image = np.asarray(_map_entropy_jit(maps, rounding=rounding))
   return {"mean": float(per_image.mean()), "per_image": per_image}
 
 
@@ -108,9 +113,10 @@ def entropy_measure(maps: Any) -> dict[str, Any]:
 # (b) out-of-set response
 
 
-@functools.partial(jax.jit, static_argnames=("win_size",))
-def _entropy_and_ssim(maps, clean_maps, *, win_size):
-  return map_entropy(maps), ssim(maps, clean_maps, data_range=1.0, win_size=win_size)
+@functools.partial(jax.jit, static_argnames=("win_size", "rounding"))
+def _entropy_and_ssim(maps, clean_maps, *, win_size, rounding):
+  return (map_entropy(maps, rounding=rounding),
+          ssim(maps, clean_maps, data_range=1.0, win_size=win_size))
 
 
 _salt_and_pepper_jit = jax.jit(salt_and_pepper, static_argnames=("per_channel",))
@@ -124,6 +130,7 @@ def out_of_set_measure(
     *,
     amounts: Sequence[float] = OUT_OF_SET_AMOUNTS,
     per_channel: bool = True,
+    rounding: str = "floor",
     batch_size: int = 128,
     win_size: int = 7,
 ) -> dict[str, Any]:
@@ -144,6 +151,7 @@ def out_of_set_measure(
       `fold_in(., n)`).
     amounts: fractions of channel values (or of pixels) replaced.
     per_channel: scikit-image's per-value noise (True, the authors' code) or whole pixels.
+    rounding: quantization of the maps for their entropy (`map_entropy`).
     batch_size: images per Grad-CAM call.
     win_size: SSIM window (maps smaller than 7x7 need a smaller odd one).
 
@@ -164,7 +172,7 @@ def out_of_set_measure(
       noisy = _salt_and_pepper_jit(k, jnp.asarray(xb), amount, per_channel=per_channel,
                                    first_index=int(idx[0]))
       return _entropy_and_ssim(grad_cam(model_fns, params, noisy), jnp.asarray(cb),
-                               win_size=win_size)
+                               win_size=win_size, rounding=rounding)
 
     ent, sim = batched(noisy_stats, x, clean, np.arange(x.shape[0]), batch_size=batch_size)
     entropies.append(float(ent.mean()))

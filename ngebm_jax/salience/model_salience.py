@@ -1,7 +1,7 @@
 """All five salience measures of one model, and stability across the runs of one recipe.
 
 `measure_model` runs measures (a)-(c) and (e) of Explain2Me (arXiv 2303.11969) on one model and
-one set of images, (b) and (e) under each requested variant of the authors' steps
+one set of images, (a), (b) and (e) under each requested variant of the authors' steps
 (`salience.variants`); `stability_of` runs (d) on the maps of several runs of one recipe. Nothing
 here reads checkpoints or writes files: the salience-study workflow
 (`ngebm_jax.workflows.salience_study`) loads the runs, and `salience.report` writes the report.
@@ -73,7 +73,7 @@ def measure_model(
     sigma_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     num_examples: int = 8,
 ) -> ModelSalience:
-  """Measures (a), (b), (c) and (e) of one model on `images`, (b) and (e) under each variant.
+  """Measures (a), (b), (c) and (e) of one model on `images`, (a), (b), (e) under each variant.
 
   Args:
     model_fns, params: the model (see `grad_cam`).
@@ -81,9 +81,10 @@ def measure_model(
     labels: `[N]` int true labels.
     key: key of the salt-and-pepper noise of (b) (the same noise draws for every variant that
       shares a noise rule).
-    variants: `Variant`s or their names (`salience.variants.get_variant`); (b) and (e) are
+    variants: `Variant`s or their names (`salience.variants.get_variant`); (a), (b) and (e) are
       measured under each (a variant whose options repeat an earlier one's reuses its numbers),
-      and the first is the primary one: its per-image values, its (e) sweep.
+      and the first is the primary one: `summary["entropy"]`, the per-image values, the (e)
+      sweep.
     batch_size: images per Grad-CAM call.
     amounts: noise amounts of (b).
     sigma_factors: the degradation sweep of (e) under the primary variant, in multiples of the
@@ -91,8 +92,9 @@ def measure_model(
     num_examples: images kept for the example grid.
 
   Returns:
-    A `ModelSalience`; `summary["out_of_set"]` and `summary["degradation"]` map each variant's
-    name to its numbers, `summary["variants"]` each name to its options.
+    A `ModelSalience`; `summary["entropy"]["by_variant"]`, `summary["out_of_set"]` and
+    `summary["degradation"]` map each variant's name to its numbers, `summary["variants"]` each
+    name to its options.
   """
   images = np.asarray(images)
   if images.dtype != np.uint8 or images.ndim != 4:
@@ -104,14 +106,20 @@ def measure_model(
   maps, logits = grad_cam_batched(model_fns, params, x, batch_size=batch_size,
                                   return_logits=True)
   accuracy = float(np.mean(np.argmax(logits, axis=-1) == labels))
-  logging.info("Grad-CAM maps %s, accuracy %.4f; measuring entropy.", maps.shape, accuracy)
-  ent = entropy_measure(maps)
+  logging.info("Grad-CAM maps %s, accuracy %.4f.", maps.shape, accuracy)
   logging.info("Equivariance (12 transforms).")
   eqv = equivariance_measure(model_fns, params, x, batch_size=batch_size)
-  per_image = {"entropy": ent["per_image"], "equivariance": eqv["per_image"]}
 
+  entropy_cache: dict = {}
   noise_cache: dict = {}
   degradation_cache: dict = {}
+
+  def entropy(variant):
+    opts = variant.entropy_options()
+    cache_key = tuple(sorted(opts.items()))
+    if cache_key not in entropy_cache:
+      entropy_cache[cache_key] = entropy_measure(maps, **opts)
+    return entropy_cache[cache_key]
 
   def out_of_set(variant):
     opts = variant.noise_options()
@@ -134,8 +142,9 @@ def measure_model(
           **opts)
     return degradation_cache[cache_key]
 
-  oos, deg = {}, {}
+  ent_by_variant, oos, deg = {}, {}, {}
   for variant in variants:
+    ent_by_variant[variant.name] = entropy(variant)["mean"]
     oos[variant.name] = out_of_set(variant)
     rows = {mode: degradation(variant, mode, 1.0) for mode in MODES}
     first = rows[MODES[0]]
@@ -145,6 +154,8 @@ def measure_model(
       deg[variant.name][mode] = {k: r[k] for k in ("ssim", "score_change", "score_clean",
                                                    "score_degraded")}
   primary = variants[0]
+  ent = entropy(primary)
+  per_image = {"entropy": ent["per_image"], "equivariance": eqv["per_image"]}
   factors = sorted(set(float(f) for f in sigma_factors) | {1.0})
   curve = {"variant": primary.name}
   for mode in MODES:
@@ -164,7 +175,8 @@ def measure_model(
       "variants": {v.name: v.options() for v in variants},
       "primary_variant": primary.name,
       "entropy": {"mean": ent["mean"], "histogram": hist.tolist(),
-                  "histogram_edges": np.linspace(0, 1, ENTROPY_BINS + 1).tolist()},
+                  "histogram_edges": np.linspace(0, 1, ENTROPY_BINS + 1).tolist(),
+                  "by_variant": ent_by_variant},
       "out_of_set": oos,
       "equivariance": {"overall": eqv["overall"], "per_transform": eqv["per_transform"],
                        "shift_px": translation_shift(side)},

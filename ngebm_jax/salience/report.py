@@ -142,7 +142,7 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       f"{first['map_shape']}. SSIM: scikit-image defaults (uniform 7x7 window, data range 1). "
       f"Translations: {first['equivariance']['shift_px']} px.",
       "",
-      "Salience variants: (a), (c) and (d) have none; (b) and (e) were measured under each of "
+      "Salience variants: (c) and (d) have none; (a), (b) and (e) were measured under each of "
       "these sets of options (`ngebm_jax/salience/variants.py`; `authors` = every step as "
       "Explain2Me's released code, `ours` = our first implementation):",
       "",
@@ -151,9 +151,9 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
     lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in options.items()))
   lines += [
       "",
-      f"The main table shows (b) and (e) under the primary variant `{primary}` (blur where the "
-      f"map is 0: {deg['max_sigma']:.3g} px, map smoothing {deg['smooth_sigma']:.3g} px, "
-      f"schedule `{deg['schedule']}`).",
+      f"The main table shows (a), (b) and (e) under the primary variant `{primary}` (blur "
+      f"where the map is 0: {deg['max_sigma']:.3g} px, map smoothing "
+      f"{deg['smooth_sigma']:.3g} px, schedule `{deg['schedule']}`).",
       "",
   ]
   if settings:
@@ -185,16 +185,18 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       "",
   ]
   if len(variants) > 1:
-    lines += ["## (b) and (e) under each salience variant", "",
-              "| model | variant | (b) SSIM @ 0.1 | (b) entropy @ 1.0 | (e) schedule | "
-              "(e) max σ px | (e) SSIM bg | (e) SSIM obj | (e) Δp(y) bg | (e) Δp(y) obj |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["## (a), (b) and (e) under each salience variant", "",
+              "| model | variant | (a) entropy | (b) SSIM @ 0.1 | (b) entropy @ 1.0 | "
+              "(e) schedule | (e) max σ px | (e) SSIM bg | (e) SSIM obj | (e) Δp(y) bg | "
+              "(e) Δp(y) obj |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
       s = models[name].summary
       for v in variants:
         oos, d = s["out_of_set"][v], s["degradation"][v]
         lines.append(
-            f"| {name} | {v} | {_at(oos, 'ssim', 0.1)} | {_at(oos, 'entropy', 1.0)} | "
+            f"| {name} | {v} | {_fmt(s['entropy']['by_variant'][v])} | "
+            f"{_at(oos, 'ssim', 0.1)} | {_at(oos, 'entropy', 1.0)} | "
             f"{d['schedule']} | {d['max_sigma']:.3g} | {_fmt(d['background']['ssim'])} | "
             f"{_fmt(d['object']['ssim'])} | {d['background']['score_change']:+.4f} | "
             f"{d['object']['score_change']:+.4f} |")

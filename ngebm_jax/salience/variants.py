@@ -1,12 +1,14 @@
-"""Named sets of the options of measures (b) and (e): which steps produced a number.
+"""Named sets of the options of measures (a), (b) and (e): which steps produced a number.
 
-Explain2Me's released code (`Measures/Noise/`, `Measures/Degradation/`, `Salience/scripts/`)
-differs from our first reading of the paper (arXiv 2303.11969) in a few steps of measures (b)
-and (e). Each difference is an option of the measure function; a `Variant` fixes all of them, and
-reports print the variant's name and fields next to the numbers it produced.
+Explain2Me's released code (`Measures/`, `Salience/scripts/`) differs from our first reading of the
+paper (arXiv 2303.11969) in a few steps of measures (a), (b) and (e). Each difference is an option
+of the measure function; a `Variant` fixes all of them, and reports print the variant's name and
+fields next to the numbers it produced.
 
 Fields (the authors' choice first):
 
+- `quantization` (a, and the entropies of b): how float maps become 8-bit before their
+  histogram, "floor" (the authors: torchvision's `mul(255).byte()`) or "nearest".
 - `noise` (b): "channel", scikit-image's salt and pepper, value by value (the authors), or
   "pixel", whole black or white pixels (`transforms.salt_and_pepper`).
 - `map_scaling` (e): "max", the smoothed map divided by its maximum (the authors), or "min_max".
@@ -22,10 +24,10 @@ Fields (the authors' choice first):
   the three coincide.
 
 Presets: "authors" (every step as the released code, sigmas scaled to the side), "ours" (the
-first implementation: pixel noise, min-max, bilinear, nearest, original class, scaled), and
-"default", the defaults of the measure functions: the authors' steps, since no alternative is
-clearly better and the measures are meant to be comparable with the paper, with the "octaves"
-schedule, because at 32 px the scaled schedule leaves most levels unblurred (see
+first implementation: nearest rounding, pixel noise, min-max, bilinear, nearest, original class,
+scaled), and "default", the defaults of the measure functions: the authors' steps, since no
+alternative is clearly better and the measures are meant to be comparable with the paper, with
+the "octaves" schedule, because at 32 px the scaled schedule leaves most levels unblurred (see
 `ngebm_jax/salience/degrade.py`).
 """
 
@@ -37,6 +39,7 @@ from ngebm_jax.salience.degrade import BOUNDARIES
 from ngebm_jax.salience.degrade import DEFAULT_SCHEDULE
 from ngebm_jax.salience.degrade import MAP_SCALINGS
 from ngebm_jax.salience.degrade import SCHEDULES
+from ngebm_jax.salience.grad_cam import ROUNDINGS
 from ngebm_jax.salience.grad_cam import UPSAMPLE_METHODS
 
 NOISES = ("channel", "pixel")
@@ -47,6 +50,7 @@ DEGRADED_CAM_CLASSES = ("degraded", "original")
 class Variant:
   """One choice for each step of (b) and (e) where the authors' code and ours differ."""
   name: str
+  quantization: str = "floor"
   noise: str = "channel"
   map_scaling: str = "max"
   upsample: str = "bicubic"
@@ -55,7 +59,8 @@ class Variant:
   schedule: str = DEFAULT_SCHEDULE
 
   def __post_init__(self):
-    for field, choices in (("noise", NOISES), ("map_scaling", MAP_SCALINGS),
+    for field, choices in (("quantization", ROUNDINGS), ("noise", NOISES),
+                           ("map_scaling", MAP_SCALINGS),
                            ("upsample", UPSAMPLE_METHODS), ("boundary", BOUNDARIES),
                            ("degraded_cam_class", DEGRADED_CAM_CLASSES),
                            ("schedule", SCHEDULES)):
@@ -67,9 +72,13 @@ class Variant:
     """The fields without the name (what `salience.json` records for the variant)."""
     return {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
 
+  def entropy_options(self) -> dict:
+    """Keyword arguments of `entropy_measure`."""
+    return {"rounding": self.quantization}
+
   def noise_options(self) -> dict:
     """Keyword arguments of `out_of_set_measure`."""
-    return {"per_channel": self.noise == "channel"}
+    return {"per_channel": self.noise == "channel", "rounding": self.quantization}
 
   def degradation_options(self) -> dict:
     """Keyword arguments of `degradation_measure` (all but the mode and the sigma factor)."""
@@ -85,8 +94,9 @@ class Variant:
 PRESETS = {
     "default": Variant("default"),
     "authors": Variant("authors", schedule="scaled"),
-    "ours": Variant("ours", noise="pixel", map_scaling="min_max", upsample="bilinear",
-                    boundary="nearest", degraded_cam_class="original", schedule="scaled"),
+    "ours": Variant("ours", quantization="nearest", noise="pixel", map_scaling="min_max",
+                    upsample="bilinear", boundary="nearest", degraded_cam_class="original",
+                    schedule="scaled"),
 }
 
 

@@ -6,12 +6,13 @@ r"""Focus losses on the authentic-vs-generated task: train, measure, and one rep
 
 For every recipe of the config file (`RECIPES` of configs/focus.py: cross-entropy, CYBORG,
 entropy-only, blended, ...), every CAM class (`cam_classes`: the class whose CAM the loss shapes,
-"predicted" as in CYBORG's training code or "true"; recipes without a CAM term train once) and
-every seed, trains `OUTPUT/runs/<recipe>[-<cam_class>]_s<seed>` with
+"predicted" as in CYBORG's training code or "true"; recipes without a CAM term train once) and every
+seed, trains `OUTPUT/runs/<recipe>[-<cam_class>]_s<seed>` with
 `ngebm_jax.workflows.train_and_evaluate.train_and_evaluate` (a finished run is reused, an
 interrupted one resumed), then the entropy-weight sweep (`ENTROPY_SWEEP`, seed 0; a sweep point
-whose config equals a run already made reuses it). Every run gets the same data (`config.dataset.seed`); seeds change the
-initialisation and the data order. Then, on the best checkpoint (by validation accuracy) of each:
+whose config equals a run already made reuses it). Every run gets the same data
+(`config.dataset.seed`); seeds change the initialisation and the data order. Then, on the best
+checkpoint (by validation accuracy) of each:
 
 - AUROC of the "generated" score `logit_generated - logit_authentic` on the closed-set `test`
   split (artifact kinds seen in training) and on `open_set_test` (kinds never seen), overall and
@@ -164,13 +165,14 @@ def measure_salience(runs: dict[str, dict], output: str, *, num_images: int,
 # ----------------------------------------------------------------------------------- report --
 
 def _salience_row(summary: dict) -> dict:
-  """(a), (c) and, per salience variant, (b) SSIM at 10% noise and the (e) gap obj - bg."""
+  """(a), (c) and, per salience variant, (a), (b) SSIM at 10% noise and the (e) gap obj - bg."""
   row = {"entropy": summary["entropy"]["mean"],
          "equivariance": summary["equivariance"]["overall"], "variants": {}}
   for name in summary["variants"]:
     oos = summary["out_of_set"][name]
     d = summary["degradation"][name]
     row["variants"][name] = {
+        "entropy": summary["entropy"]["by_variant"][name],
         "oos_ssim_0.1": oos["ssim"][oos["amounts"].index(0.1)] if 0.1 in oos["amounts"]
         else np.nan,
         "degradation_gap": d["object"]["score_change"] - d["background"]["score_change"],
@@ -278,7 +280,7 @@ def _markdown(summary: dict, settings: dict) -> str:
   ]
   variants = summary.get("salience_variants") or {}
   if have_salience:
-    lines += [f"Salience (b) and (e) in the recipe table: variant `{variants['primary']}`. "
+    lines += [f"Salience (a), (b) and (e) in the recipe table: variant `{variants['primary']}`. "
               "Variants measured (`ngebm_jax/salience/variants.py`):", ""]
     for name, options in variants["options"].items():
       lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in options.items()))
@@ -309,16 +311,16 @@ def _markdown(summary: dict, settings: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   if have_salience and len(variants["options"]) > 1:
     vnames = list(variants["options"])
-    lines += ["", "## Salience (b) and (e) under each variant", "",
-              "(b) SSIM of the maps at 10% salt-and-pepper noise to the clean maps; (e) SSIM of "
-              "the degraded image's map to the clean one (background / object mode) and the "
-              "gap Δp(y) object − background. Mean ± std over seeds.", "",
-              "| recipe | variant | (b) SSIM@0.1 | (e) SSIM bg | (e) SSIM obj | (e) Δp obj − bg |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Salience (a), (b) and (e) under each variant", "",
+              "(a) histogram entropy; (b) SSIM of the maps at 10% salt-and-pepper noise to the "
+              "clean maps; (e) SSIM of the degraded image's map to the clean one (background / "
+              "object mode) and the gap Δp(y) object − background. Mean ± std over seeds.", "",
+              "| recipe | variant | (a) entropy | (b) SSIM@0.1 | (e) SSIM bg | (e) SSIM obj | "
+              "(e) Δp obj − bg |", "|---|---|---|---|---|---|---|"]
     for recipe, names in recipes.items():
       for v in vnames:
         sv = lambda key, v=v: col(names, lambda r: r["salience"]["variants"][v][key])
-        lines.append(f"| {recipe} | {v} | {sv('oos_ssim_0.1')} | "
+        lines.append(f"| {recipe} | {v} | {sv('entropy')} | {sv('oos_ssim_0.1')} | "
                      f"{sv('degradation_ssim_background')} | {sv('degradation_ssim_object')} | "
                      f"{sv('degradation_gap')} |")
   if summary["sweep"]:
