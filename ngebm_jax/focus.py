@@ -23,8 +23,9 @@ code (`training_code/train_cam.py` and `dataset_Loader_cam.py` of Boyd et al.'s 
 - The class of the CAM is `cam_class`: "predicted" (the default), the class the model predicts
   for the example, as CYBORG's training code does (it weights the feature map with the final
   layer's row of the predicted class), or "true", the example's label. The predicted class is an
-  argmax: no gradient flows through the choice. arXiv 2303.00818 publishes no code; its loss
-  follows the same script, so the same default applies to `focus_loss`. Measured on the
+  argmax: no gradient flows through the choice. We found no released training code of
+  arXiv 2303.00818; its entropy terms are added here to the same CAM, so the same default applies
+  to `focus_loss`. Measured on the
   procedural focus task (configs/focus.py), the choice changed neither open-set AUROC nor CAM
   entropy beyond the seed-to-seed spread; the default keeps the recipes comparable with CYBORG.
 - Normalization is per image, `(cam - min) / (max - min + epsilon)`. CYBORG's code normalizes each

@@ -203,6 +203,22 @@ def test_cyborg_cam_and_loss_are_the_training_codes():
   np.testing.assert_array_equal(focus.cam_class_index(logits, labels, "true"), labels)
 
 
+@pytest.mark.parametrize("side,cam_side", [(224, 7), (32, 8)])
+def test_human_maps_are_resized_as_cyborgs_loader_does(side, cam_side):
+  # dataset_Loader_cam.py: torchvision Resize([map_size, map_size]) on the PIL map (bilinear,
+  # which averages when it shrinks), then (m - min) / max(m - min). PIL's float mode ("F") gives
+  # the same filter without 8-bit rounding.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  maps = np.random.default_rng(8).uniform(size=(2, side, side)).astype(np.float32)
+  want = []
+  for m in maps:
+    r = np.asarray(Image.fromarray(m, mode="F").resize((cam_side, cam_side), Image.BILINEAR))
+    r = r.astype(np.float64) - r.min()
+    want.append(r / r.max())
+  got = focus.resize_human_maps(jnp.asarray(maps), (cam_side, cam_side), epsilon=1e-12)
+  np.testing.assert_allclose(got, np.stack(want), atol=2e-5)
+
+
 def test_focus_loss_without_human_maps_and_global_batch_means():
   features, head, logits, labels, human = _inputs(seed=4, b=8)
   kwargs = dict(human_weight=0.5, entropy_weight=0.2, entropy_form="match_reference",

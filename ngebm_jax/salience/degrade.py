@@ -12,7 +12,7 @@ What the authors' released code does (`Measures/Degradation/main.py`, 224-pixel 
    channel on its own, boundary "reflect") with `sigma(s) = (10 - s)^4 / 1000`: 10 px where the
    map is 0, no blur where it is 10 (the level `s = 10` is skipped).
 
-The options below reproduce these steps (`map_scaling="max"`, `upsample="bicubic"`,
+The options below reproduce these steps (`map_scaling="max"`, `upsample_method="bicubic"`,
 `boundary="reflect"`, the defaults) or our first reading of the paper (`"min_max"`, `"bilinear"`,
 `"nearest"`): min-max scaling stretches every map over all 101 levels, bilinear resizing never
 overshoots [0, 1], and the "nearest" boundary replicates the border as the translations of
@@ -32,8 +32,8 @@ the paper), and the map smoothing is 5 px. Three ways to carry them to side `S`:
 
 - "scaled": proportional to the side, `sigma_224 * S / 224` (1.43 px at most at 32 px). The blur
   then has the same width relative to the image, but the quartic schedule puts most levels below
-  a pixel: at 32 px every level `s > 4.6` gets a kernel of radius 0 (no blur at all), against
-  `s > 6.7` at 224 px.
+  a pixel: at 32 px every level `s >= 4.6` gets a kernel of radius 0 (no blur at all), against
+  `s >= 6.7` at 224 px.
 - "octaves" (the rule of this module): each level destroys the same fraction of the image's
   octaves of spatial frequency as the authors' level does at 224 px. An image of side `S` holds
   `log2(S / 2)` octaves, from its fundamental (one cycle per image) up to the Nyquist frequency;
@@ -45,13 +45,18 @@ the paper), and the map smoothing is 5 px. Three ways to carry them to side `S`:
   for `pi sigma_224 > 1`, and `sigma_S = sigma_224` for finer blurs (they remove no octave at
   either size; the two branches meet at `1 / pi`). At 224 px this is the authors' schedule; at
   32 px (`alpha = 0.588`) the blur where the map is 0 is 2.41 px (1.43 px scaled, 10 px literal)
-  and levels up to `s = 6.3` blur (radius >= 1). For natural images, whose power falls like
-  `1 / f^2`, each octave carries about the same variance, so equal fractions of octaves are equal
-  fractions of the image's variance. The map smoothing stays proportional (`5 * S / 224`): it
-  smooths the edges of the map's cells, whose size is a fixed fraction of the image.
+  and the levels that blur at all are those of 224 px, `s <= 6.6`. For natural images, whose
+  power falls like `1 / f^2`, each octave carries about the same variance, so equal fractions of
+  octaves are equal fractions of the image's variance. The map smoothing stays proportional
+  (`5 * S / 224`): it smooths the edges of the map's cells, whose size is a fixed fraction of the
+  image.
 - "literal": the authors' pixels as they are, `sigma_224` and 5 px, whatever the image size
   (at 32 px the map smoothing nearly flattens an 8x8 map, and the blur where the map is 0 spans
   a third of the image).
+
+The default is "octaves": it is the authors' schedule at 224 px, and at other sizes it keeps what
+each level does to the image's content, where "scaled" loses the fine levels to the pixel grid
+and "literal" wipes small images out; the other two are there for comparison.
 
 Implementation: the blur is a separable Gaussian with scipy.ndimage's discretization
 (`gaussian_filter` with `truncate=4`: taps `exp(-t^2 / 2 sigma^2)`, normalized, radius
