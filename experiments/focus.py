@@ -39,7 +39,7 @@ _CAM_CLASSES = flags.DEFINE_list(
     "true); default: the config's focus.cam_class.")
 _SALIENCE = flags.DEFINE_bool("salience", True, "Run the five salience measures.")
 _SALIENCE_VARIANTS = flags.DEFINE_list(
-    "salience_variants", ["default"], "Variants of salience measures (b) and (e): default, "
+    "salience_variants", ["default"], "Variants of salience measures (a), (b), (e): default, "
     "authors, ours, or PRESET:SCHEDULE (ngebm_jax.salience.variants); the first fills the "
     "recipe table.")
 _NUM_SALIENCE_IMAGES = flags.DEFINE_integer(

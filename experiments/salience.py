@@ -14,7 +14,7 @@ the same config and different seeds, then pass them as a group (`name:dir,dir,..
       --output=/tmp/salience_smoke
 
 Runs passed with --workdir whose configs differ only in `seed` are grouped automatically
-(--noauto_group turns that off). --variants lists the salience variants of measures (b) and (e)
+(--noauto_group turns that off). --variants lists the salience variants of measures (a), (b), (e)
 (`default`: the authors' steps; `ours`: our first implementation; see
 `ngebm_jax.salience.variants`). The workflow, and the files it writes, are described in
 `ngebm_jax.workflows.salience_study`.
@@ -38,7 +38,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per Grad-CAM call.
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the salt-and-pepper noise.")
 _VARIANTS = flags.DEFINE_list(
     "variants", ["default"],
-    "Salience variants of measures (b) and (e): default, authors, ours, or PRESET:SCHEDULE "
+    "Salience variants of measures (a), (b), (e): default, authors, ours, or PRESET:SCHEDULE "
     "(SCHEDULE: octaves, scaled, literal); the first is the primary one.")
 _SIGMA_FACTORS = flags.DEFINE_list(
     "sigma_factors", ["0.5", "1", "2", "4"],

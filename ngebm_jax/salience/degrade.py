@@ -50,13 +50,16 @@ the paper), and the map smoothing is 5 px. Three ways to carry them to side `S`:
   octaves are equal fractions of the image's variance. The map smoothing stays proportional
   (`5 * S / 224`): it smooths the edges of the map's cells, whose size is a fixed fraction of the
   image.
-- "literal": the authors' pixels as they are, `sigma_224` and 5 px, whatever the image size
-  (at 32 px the map smoothing nearly flattens an 8x8 map, and the blur where the map is 0 spans
-  a third of the image).
+- "literal": the authors' pixels as they are, `sigma_224` and 5 px, whatever the image size. At
+  32 px the 5-px smoothing nearly flattens an 8x8 map (cells of 4 px): with max scaling most
+  pixels then sit near level 10 and are hardly blurred, while the few near level 0 get a blur
+  spanning a third of the image.
 
 The default is "octaves": it is the authors' schedule at 224 px, and at other sizes it keeps what
 each level does to the image's content, where "scaled" loses the fine levels to the pixel grid
-and "literal" wipes small images out; the other two are there for comparison.
+and "literal" smooths the map away; the other two are there for comparison. (On the procedural
+focus task at 32 px, a cross-entropy model's p(y) fell by 0.039 in background mode with
+"octaves", 0.015 with "scaled" and 0.007 with "literal", mean of 3 seeds.)
 
 Implementation: the blur is a separable Gaussian with scipy.ndimage's discretization
 (`gaussian_filter` with `truncate=4`: taps `exp(-t^2 / 2 sigma^2)`, normalized, radius
