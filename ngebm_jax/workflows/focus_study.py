@@ -25,7 +25,7 @@ checkpoint (by validation accuracy) of each:
 - the five salience measures of Explain2Me (`ngebm_jax.salience`, through
   `experiments/salience.py`; Grad-CAM of the predicted class on the first
   `--num_salience_images` test images), with (d) stability over the seeds of each recipe, and
-  (b), (e) under each of `salience_variants` (`ngebm_jax.salience.variants`; the report lists
+  (a), (b), (e) under each of `salience_variants` (`ngebm_jax.salience.variants`; the report lists
   each variant's options next to its numbers).
 
 Writes into `--output`: `report.md` (one table per recipe, the per-run table, the sweep, and the
