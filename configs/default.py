@@ -38,6 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
       entropy_weight=0.0,
       entropy_form="mean",        # "mean", "log1p" or "match_reference"
       reference_entropy=-1.0,     # match_reference target in nats; < 0: the batch's human maps
+      cam_class="predicted",      # class of the CAM the terms shape: "predicted" (CYBORG's
+                                  # training code) or "true" (the label)
       start_step=0,               # CAM terms off before this step, then ramped up linearly
       ramp_steps=0))              # over these steps (0, 0: always on)
 

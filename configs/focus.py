@@ -1,8 +1,8 @@
-"""Focus losses (docs/method.rst) on the procedural authentic-vs-generated task, one recipe per run.
+"""Focus losses on the procedural authentic-vs-generated task, one recipe per run.
 
-Trains a small CNN to tell authentic from generated images (ngebm_jax/data/procedural/focus_task.py) with
-one of the recipes of CYBORG (Boyd et al., WACV 2023) and arXiv 2303.00818, all through
-`ngebm_jax.focus`:
+Trains a small CNN to tell authentic from generated images
+(ngebm_jax/data/procedural/focus_task.py) with one of the recipes of CYBORG (Boyd et al.,
+WACV 2023) and arXiv 2303.00818, all through `ngebm_jax.focus`:
 
   ce             cross-entropy only (the baseline; objective "focus" so CAM metrics are logged)
   cyborg         0.5 CE + 0.5 MSE(CAM, human map), from step 0 as published (objective "cyborg")
@@ -16,7 +16,8 @@ The entropy recipes switch their CAM terms on at step 1,000 and ramp them up ove
 papers fine-tune pretrained backbones; trained from scratch, the scale-invariant CAM terms
 (gradients ~ 1 / CAM range) swamp cross-entropy while the CAMs are still flat, and from step 0
 every entropy weight >= 0.03 left the classifier at chance (CE stuck at ln 2, CAM entropy at
-~2 nats). CYBORG's MSE term did not need the ramp.
+~2 nats). CYBORG's MSE term did not need the ramp. The CAM terms shape the CAM of the predicted
+class, as CYBORG's training code does; `--config.focus.cam_class=true` uses the label instead.
 
   python -m experiments.focus --output=runs/focus   # every recipe, seeds, sweep, one report
   python -m experiments.train --config=configs/focus.py:cyborg --workdir=runs/cyborg  # one run
@@ -24,12 +25,15 @@ every entropy weight >= 0.03 left the classifier at chance (CE stuck at ln 2, CA
 `ENTROPY_SWEEP` is the sweep of the entropy weight, from 0 (CE only) to aggressive, that
 `experiments/focus.py` runs on top (`--config.focus.entropy_weight=W` sets one by hand).
 
-Expected on 2 CPU cores (1-3 minutes a run; the default `experiments/focus.py`, 4 recipes x 3
-seeds + the sweep, about 45 minutes), closed / open-set AUROC, mean over 3 seeds:
-ce 0.90 / 0.575, cyborg 0.905 / 0.604, entropy 0.77 / 0.54 (one seed of three stayed near
-chance), blend 0.87 / 0.56. CYBORG's Grad-CAMs were also less spread than CE's and the most
-equivariant and stable across seeds; the entropy recipes had the most focused CAMs but no
-better open-set AUROC.
+Expected on 2 CPU cores (1-3 minutes a run, 3-10 when the cores are shared; the default
+`experiments/focus.py`, 4 recipes x 3 seeds + the sweep, about 45 minutes), closed / open-set
+AUROC, mean over 3 seeds: ce 0.90 / 0.574, cyborg 0.894 / 0.595, entropy 0.77 / 0.55 (one seed
+of three stayed near chance), blend 0.89 / 0.57. With `cam_class=true`: cyborg 0.907 / 0.604,
+entropy 0.77 / 0.54 (one seed near chance), blend 0.875 / 0.558: AUROC moved by no more than
+about one seed-to-seed standard deviation, in no consistent direction, and the true class gave
+somewhat lower CAM entropy.
+CYBORG's Grad-CAMs were also less spread than CE's and the most equivariant and stable across
+seeds; the entropy recipes had the most focused CAMs but no better open-set AUROC.
 
 The data need no download. Augmentation (pad-4 crop + flip) must move the human maps with the
 images (`ngebm_jax/data/pipeline.py` does so for a `human_map` field). No input noise: the

@@ -8,6 +8,11 @@ For every recipe of the config file (`RECIPES` of configs/focus.py) and every se
 `OUTPUT/runs/<recipe>_s<seed>`, then the entropy-weight sweep (`ENTROPY_SWEEP` of the config
 file unless --entropy_sweep is given), measures each run and writes `OUTPUT/report.md`; see
 `ngebm_jax.workflows.focus_study`. --config.x=y overrides apply to every run.
+
+  # CYBORG with the CAM of the predicted class (its training code) and of the true class, and
+  # salience measures (b), (e) under the authors' steps and under our first implementation:
+  python -m experiments.focus --output=runs/focus_cam --recipes=ce,cyborg \
+      --cam_classes=predicted,true --entropy_sweep= --salience_variants=default,authors,ours
 """
 
 import runpy
@@ -29,7 +34,14 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every recipe (sta
 _ENTROPY_SWEEP = flags.DEFINE_list(
     "entropy_sweep", None, "Entropy weights of the sweep (recipe 'entropy', first seed); default: "
     "the config file's ENTROPY_SWEEP; empty: no sweep.")
+_CAM_CLASSES = flags.DEFINE_list(
+    "cam_classes", None, "CAM classes to train each recipe with a CAM term with (predicted, "
+    "true); default: the config's focus.cam_class.")
 _SALIENCE = flags.DEFINE_bool("salience", True, "Run the five salience measures.")
+_SALIENCE_VARIANTS = flags.DEFINE_list(
+    "salience_variants", ["default"], "Variants of salience measures (a), (b), (e): default, "
+    "authors, ours, or PRESET:SCHEDULE (ngebm_jax.salience.variants); the first fills the "
+    "recipe table.")
 _NUM_SALIENCE_IMAGES = flags.DEFINE_integer(
     "num_salience_images", 500, "Test images per run for the salience measures.")
 flags.mark_flags_as_required(["output"])
@@ -46,8 +58,10 @@ def main(argv):
     sweep = config_file.get("ENTROPY_SWEEP", ())
   focus_study.run(_CONFIG.value, config_file["apply_recipe"], _OUTPUT.value,
                   recipes=_RECIPES.value, seeds=[int(s) for s in _SEEDS.value],
-                  entropy_sweep=[float(w) for w in sweep if w != ""], salience=_SALIENCE.value,
-                  num_salience_images=_NUM_SALIENCE_IMAGES.value)
+                  entropy_sweep=[float(w) for w in sweep if w != ""],
+                  cam_classes=_CAM_CLASSES.value, salience=_SALIENCE.value,
+                  num_salience_images=_NUM_SALIENCE_IMAGES.value,
+                  salience_variants=_SALIENCE_VARIANTS.value)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ the same config and different seeds, then pass them as a group (`name:dir,dir,..
       --output=/tmp/salience_smoke
 
 Runs passed with --workdir whose configs differ only in `seed` are grouped automatically
-(--noauto_group turns that off). The workflow, and the files it writes, are described in
+(--noauto_group turns that off). --variants lists the salience variants of measures (a), (b), (e)
+(`default`: the authors' steps; `ours`: our first implementation; see
+`ngebm_jax.salience.variants`). The workflow, and the files it writes, are described in
 `ngebm_jax.workflows.salience_study`.
 """
 
 from absl import app
 from absl import flags
 
+from ngebm_jax.salience import variants as salience_variants
 from ngebm_jax.workflows import launch
 from ngebm_jax.workflows import salience_study
 
@@ -33,9 +36,13 @@ _OUTPUT = flags.DEFINE_string("output", None, "Report directory.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 500, "Test images measured per run.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per Grad-CAM call.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the salt-and-pepper noise.")
-_MAX_SIGMA_FACTORS = flags.DEFINE_list(
-    "max_sigma_factors", ["0.5", "1", "2", "4"],
-    "Degradation sweep, in multiples of the paper's maximum blur (10 px at 224 px).")
+_VARIANTS = flags.DEFINE_list(
+    "variants", ["default"],
+    "Salience variants of measures (a), (b), (e): default, authors, ours, or PRESET:SCHEDULE "
+    "(SCHEDULE: octaves, scaled, literal); the first is the primary one.")
+_SIGMA_FACTORS = flags.DEFINE_list(
+    "sigma_factors", ["0.5", "1", "2", "4"],
+    "Degradation sweep (primary variant), in multiples of the authors' blur sigmas.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 8, "Images in the example grid.")
 flags.mark_flags_as_required(["output"])
 
@@ -46,12 +53,14 @@ def main(argv):
   launch.setup()
   try:
     groups = dict(salience_study.parse_group(s) for s in _GROUP.value)
+    for v in _VARIANTS.value:
+      salience_variants.get_variant(v)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   paths = salience_study.run(
       _WORKDIR.value, groups, _OUTPUT.value, auto_group=_AUTO_GROUP.value,
       num_images=_NUM_IMAGES.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,
-      max_sigma_factors=[float(f) for f in _MAX_SIGMA_FACTORS.value],
+      variants=_VARIANTS.value, sigma_factors=[float(f) for f in _SIGMA_FACTORS.value],
       num_examples=_NUM_EXAMPLES.value)
   print(f"Report: {paths['report']}")
 

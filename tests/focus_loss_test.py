@@ -145,16 +145,20 @@ def test_cyborg_loss_hand_example():
   np.testing.assert_allclose(loss, 0.2 * ce + 0.8 * mse, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cam_class", focus.CAM_CLASSES)
 @pytest.mark.parametrize("entropy_form", focus.ENTROPY_FORMS)
-def test_focus_loss_terms_match_formulas(entropy_form):
+def test_focus_loss_terms_match_formulas(entropy_form, cam_class):
   features, head, logits, labels, human = _inputs(seed=3)
   weights = dict(ce_weight=0.7, human_weight=0.4, entropy_weight=0.3)
   reference = 1.5 if entropy_form == "match_reference" else None
   loss_fn = jax.jit(functools.partial(focus.focus_loss, entropy_form=entropy_form,
-                                      reference_entropy=reference, **weights))
+                                      reference_entropy=reference, cam_class=cam_class,
+                                      **weights))
   loss, aux = loss_fn(logits, features, head, labels, human)
 
-  cam = _np_cam(features, head, labels)
+  classes = np.argmax(logits, -1) if cam_class == "predicted" else labels
+  assert np.any(np.argmax(logits, -1) != labels)  # the two choices differ on these inputs
+  cam = _np_cam(features, head, classes)
   entropies = _np_entropy(cam)
   ce = _np_ce(logits, labels).mean()
   mse = np.mean((cam - _np_normalize(human)) ** 2)
@@ -167,6 +171,52 @@ def test_focus_loss_terms_match_formulas(entropy_form):
   np.testing.assert_allclose(loss, 0.7 * ce + 0.4 * mse + 0.3 * term, rtol=1e-5)
   np.testing.assert_allclose(aux["loss"], loss)
   np.testing.assert_array_equal(aux["logits"], logits)
+
+
+def test_cyborg_cam_and_loss_are_the_training_codes():
+  # CYBORG's training_code/train_cam.py, written again in NumPy: features [B, C, h, w] (PyTorch
+  # layout), the final layer's weight [K, C], the CAM of the predicted class pred = argmax
+  # outputs, cam - min, / max, per image; the loader min-max normalizes the human map;
+  # loss = alpha CE + (1 - alpha) MSELoss(cams, hmaps).
+  features, head, logits, labels, human = _inputs(seed=7, b=6)
+  weight = head.T.astype(np.float64)  # nn.Linear's weight
+  pred = np.argmax(logits, -1)
+  assert np.any(pred != labels)
+  cams = []
+  for n, bd in enumerate(features.transpose(0, 3, 1, 2).reshape(6, C, H * W).astype(np.float64)):
+    cam = (weight[pred[n]] @ bd).reshape(H, W)
+    cam = cam - cam.min()
+    cams.append(cam / cam.max())
+  cams = np.stack(cams)
+  hmaps = np.stack([(m - m.min()) / (m - m.min()).max() for m in human.astype(np.float64)])
+  want = 0.3 * _np_ce(logits, labels).mean() + 0.7 * np.mean((cams - hmaps) ** 2)
+  got_cam = focus.class_activation_map(
+      features, head, focus.cam_class_index(logits, labels, "predicted"))
+  np.testing.assert_allclose(got_cam, cams, atol=1e-5)
+  loss, _ = jax.jit(functools.partial(focus.cyborg_loss, alpha=0.3))(logits, features, head,
+                                                                      labels, human)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  # The true class is the other choice; on these inputs it gives another loss.
+  loss_true, _ = focus.cyborg_loss(logits, features, head, labels, human, alpha=0.3,
+                                   cam_class="true")
+  assert abs(float(loss_true) - float(loss)) > 1e-3
+  np.testing.assert_array_equal(focus.cam_class_index(logits, labels, "true"), labels)
+
+
+@pytest.mark.parametrize("side,cam_side", [(224, 7), (32, 8)])
+def test_human_maps_are_resized_as_cyborgs_loader_does(side, cam_side):
+  # dataset_Loader_cam.py: torchvision Resize([map_size, map_size]) on the PIL map (bilinear,
+  # which averages when it shrinks), then (m - min) / max(m - min). PIL's float mode ("F") gives
+  # the same filter without 8-bit rounding.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  maps = np.random.default_rng(8).uniform(size=(2, side, side)).astype(np.float32)
+  want = []
+  for m in maps:
+    r = np.asarray(Image.fromarray(m, mode="F").resize((cam_side, cam_side), Image.BILINEAR))
+    r = r.astype(np.float64) - r.min()
+    want.append(r / r.max())
+  got = focus.resize_human_maps(jnp.asarray(maps), (cam_side, cam_side), epsilon=1e-12)
+  np.testing.assert_allclose(got, np.stack(want), atol=2e-5)
 
 
 def test_focus_loss_without_human_maps_and_global_batch_means():
@@ -240,5 +290,7 @@ def test_bad_arguments_raise():
     focus.class_activation_map(features[0], head, labels)
   with pytest.raises(ValueError, match="alpha"):
     focus.cyborg_loss(logits, features, head, labels, human, alpha=1.5)
+  with pytest.raises(ValueError, match="cam_class"):
+    focus.focus_loss(logits, features, head, labels, cam_class="label")
   with pytest.raises(ValueError, match="non-negative"):
     focus.spatial_entropy(-jnp.ones((1, 2, 2)))

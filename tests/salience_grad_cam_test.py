@@ -145,9 +145,30 @@ def test_upsample_and_to_uint8():
                              0.3, atol=1e-6)
   np.testing.assert_allclose(np.asarray(salience.upsample(maps[:, ::-1], (32, 32))),
                              np.asarray(up)[:, ::-1], atol=1e-6)
-  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]))
+  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]), rounding="nearest")
   assert q.dtype == jnp.uint8
   np.testing.assert_array_equal(np.asarray(q), [[[0, 128, 255, 255]]])
+  # The default truncates, as torchvision's to_pil_image (mul(255).byte()) in the authors' code.
+  q = salience.to_uint8(jnp.asarray([[[0.0, 0.5, 1.0, 0.999]]]))
+  np.testing.assert_array_equal(np.asarray(q), [[[0, 127, 255, 254]]])
+  with pytest.raises(ValueError, match="rounding"):
+    salience.to_uint8(maps, rounding="ceil")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (224, 224)])
+def test_bicubic_upsample_is_pils_bicubic_resize_clipped(size):
+  # Explain2Me's code resizes its maps with PIL's BICUBIC filter; PIL's float mode ("F") gives the
+  # same filter without the 8-bit rounding.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h = 7 if size[0] == 224 else 8
+  maps = np.random.default_rng(5).uniform(size=(2, h, h)).astype(np.float32) ** 2
+  got = np.asarray(salience.upsample(jnp.asarray(maps), size, method="bicubic"))
+  want = np.stack([np.asarray(Image.fromarray(m, mode="F").resize(size[::-1], Image.BICUBIC))
+                   for m in maps])
+  assert want.min() < 0 or want.max() > 1  # the cubic overshoots; upsample clips like PIL's uint8
+  np.testing.assert_allclose(got, np.clip(want, 0.0, 1.0), atol=1e-6)
+  with pytest.raises(ValueError, match="method"):
+    salience.upsample(jnp.asarray(maps), size, method="lanczos")
 
 
 def test_grad_cam_rejects_bad_arguments():

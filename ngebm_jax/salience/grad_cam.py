@@ -6,8 +6,11 @@ For class `c` and the last convolutional feature map `A: [h, w, C]` of a classif
 
 then min-max normalized to [0, 1] per image. A map that is constant (all zeros after the ReLU,
 say) has no salient place and stays all zeros. The map has the resolution of `A` (8x8 for a
-32-pixel Wide-ResNet); `upsample` brings it to the image size (bilinear) where a measure mixes
-map and image, and `to_uint8` quantizes it as the paper stores maps.
+32-pixel Wide-ResNet); `upsample` brings it to the image size (bilinear, or bicubic as
+Explain2Me's code does) where a measure mixes map and image, and `to_uint8` quantizes it to 8 bits
+as the paper stores maps. Explain2Me's code takes its maps from torchcam's `GradCAM`, which
+computes the same map (weights from the spatial mean of the gradient of the class score, ReLU,
+min-max normalization); a constant map is 0 / 0 there and all zeros here.
 
 The model. Grad-CAM needs the gradient with respect to `A`, which `apply_fn(params, x) -> logits`
 does not expose, so the first argument (`model_fns`) deviates from the `apply_fn` of the issue:
@@ -36,6 +39,8 @@ HeadFn = Callable[[Any, jax.Array], jax.Array]
 # A map whose spread (max - min) is below this fraction of its maximum is taken as constant:
 # float32 round-off in sum_k w_k A_k would otherwise be stretched into a full [0, 1] noise map.
 _CONSTANT_MAP_RTOL = 1e-5
+UPSAMPLE_METHODS = ("bilinear", "bicubic")
+ROUNDINGS = ("floor", "nearest")  # of `to_uint8`
 
 
 def split_model_fns(model_fns: Any) -> tuple[FeaturesFn, HeadFn]:
@@ -182,11 +187,15 @@ def grad_cam_batched(
   return (maps, logits) if return_logits else maps
 
 
-def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Bilinear upsampling of `maps: [B, h, w]` to `[B, *size]` (`jax.image.resize`).
+def upsample(maps: jax.Array, size: tuple[int, int], *, method: str = "bilinear") -> jax.Array:
+  """Upsampling of `maps: [B, h, w]` in [0, 1] to `[B, *size]` (`jax.image.resize`).
 
-  Bilinear weights are non-negative and sum to 1, so maps in [0, 1] stay in [0, 1]; sampling is
-  at pixel centres, so the result commutes with flips and 90-degree rotations.
+  "bilinear": weights are non-negative and sum to 1, so maps stay in [0, 1]. "bicubic": Keys'
+  cubic convolution (a = -0.5) with the weights renormalized at the border, the same numbers as
+  PIL's `Image.resize(..., Image.BICUBIC)`, which Explain2Me's code uses to bring its maps to the
+  image size; it overshoots near sharp edges, and the result is clipped to [0, 1], as PIL's 8-bit
+  output is clipped to 0..255. Sampling is at pixel centres, so both commute with flips and
+  90-degree rotations.
   """
   maps = jnp.asarray(maps)
   if maps.ndim != 3:
@@ -194,14 +203,27 @@ def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
   size = tuple(int(s) for s in size)
   if len(size) != 2:
     raise ValueError(f"size must be (H, W); got {size}.")
-  return jax.image.resize(maps.astype(jnp.float32), (maps.shape[0],) + size, method="bilinear")
+  if method not in UPSAMPLE_METHODS:
+    raise ValueError(f"method must be one of {UPSAMPLE_METHODS}; got {method!r}.")
+  out = jax.image.resize(maps.astype(jnp.float32), (maps.shape[0],) + size, method=method)
+  return jnp.clip(out, 0.0, 1.0) if method == "bicubic" else out
 
 
-def to_uint8(maps: jax.Array) -> jax.Array:
-  """Quantize maps in [0, 1] to uint8 0..255 (round to nearest), as the paper stores them."""
+def to_uint8(maps: jax.Array, *, rounding: str = "floor") -> jax.Array:
+  """Quantize maps in [0, 1] to uint8 0..255, as the paper stores them.
+
+  "floor" (the default): `floor(255 m)`, what Explain2Me's code does (torchvision's
+  `to_pil_image` turns a float map into 8 bits with `mul(255).byte()`, which truncates).
+  "nearest": `round(255 m)`. Neither is clearly the better histogram, so the default keeps
+  measure (a) comparable with the paper.
+  """
   maps = jnp.asarray(maps)
+  if rounding not in ROUNDINGS:
+    raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}.")
   if maps.dtype == jnp.uint8:
     return maps
   if not jnp.issubdtype(maps.dtype, jnp.floating):
     raise ValueError(f"maps must be float in [0, 1] or uint8; got dtype {maps.dtype}.")
-  return jnp.clip(jnp.round(maps * 255.0), 0, 255).astype(jnp.uint8)
+  scaled = maps * 255.0
+  scaled = jnp.floor(scaled) if rounding == "floor" else jnp.round(scaled)
+  return jnp.clip(scaled, 0, 255).astype(jnp.uint8)

@@ -11,13 +11,20 @@ one number (or one curve), so that models can be compared without looking at the
 
 Comparisons are SSIM (`ngebm_jax.salience.ssim`, scikit-image's `structural_similarity`
 defaults: uniform 7x7 window, sample covariance) with `data_range=1` on float maps in [0, 1];
-the uint8 quantization of the maps is used where a histogram is needed, i.e. in (a) only.
-The authors' code compares by SSIM in (d) and (e); their code computes the maps of (b) and (c)
-but no comparison, and we compare those by SSIM too.
+the uint8 quantization of the maps (`to_uint8`) is used where a histogram is needed, i.e. in the
+entropies of (a) and (b). The authors' code compares by SSIM in (d) and (e), on its 8-bit map
+files (`structural_similarity(cam_1, cam_2)`, data range 255 from the dtype; we compare the
+float maps); their code computes the maps of (b) and (c) but no comparison, and we compare those
+by SSIM too. Their entropy (a) is `skimage.measure.shannon_entropy` of the 8-bit map divided by
+`log2(49)` for their 7x7 maps, which is `map_entropy`.
 
 Resolutions: (a), (b) and (d) compare maps at the feature-map resolution (8x8 for a 32-pixel
-Wide-ResNet: 4 SSIM windows); (c) and (e) mix map and image, and compare maps upsampled
-(bilinear) to the image size.
+Wide-ResNet: 4 SSIM windows); (c) and (e) mix map and image, and compare maps upsampled to the
+image size (bilinear in (c); in (e) bicubic as the authors' code, or bilinear).
+
+Where the authors' released code and our first reading of the paper differ, in (a), (b) and
+(e), the measure takes an option for each step, with the authors' choice as the default (see
+`ngebm_jax.salience.variants`, which names sets of them).
 
 The dataset-level functions loop over batches of `batch_size` images (the last one padded, so one
 compilation serves every batch) and return plain Python floats and NumPy arrays. Results do not
@@ -37,8 +44,8 @@ import numpy as np
 from ngebm_jax import _checks
 from ngebm_jax.evaluation.inference import batched
 # Names, not modules: the package re-exports functions named like their modules (grad_cam).
-from ngebm_jax.salience.degrade import default_max_sigma
-from ngebm_jax.salience.degrade import default_smooth_sigma
+from ngebm_jax.salience.degrade import blur_schedule
+from ngebm_jax.salience.degrade import DEFAULT_SCHEDULE
 from ngebm_jax.salience.degrade import degrade
 from ngebm_jax.salience.degrade import MODES
 from ngebm_jax.salience.grad_cam import grad_cam
@@ -58,7 +65,7 @@ OUT_OF_SET_AMOUNTS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 # (a) entropy
 
 
-def map_entropy(maps: jax.Array) -> jax.Array:
+def map_entropy(maps: jax.Array, *, rounding: str = "floor") -> jax.Array:
   """Normalized Shannon entropy of each map's uint8 histogram (measure (a)).
 
   `H = -sum_v p_v log2 p_v` over the 256 intensity bins, divided by `log2(h * w)`, its maximum
@@ -67,6 +74,7 @@ def map_entropy(maps: jax.Array) -> jax.Array:
 
   Args:
     maps: `[B, h, w]` uint8 maps, or float maps in [0, 1] (quantized with `to_uint8`).
+    rounding: how float maps are quantized, "floor" (the authors' code) or "nearest".
 
   Returns:
     `[B]` float32 entropies in [0, 1]; 0 for a constant map, 1 for `h * w <= 256` distinct values.
@@ -77,26 +85,27 @@ def map_entropy(maps: jax.Array) -> jax.Array:
   n = maps.shape[1] * maps.shape[2]
   if n < 2:
     raise ValueError(f"A map needs at least 2 pixels to have an entropy; got {maps.shape[1:]}.")
-  q = to_uint8(maps).reshape(maps.shape[0], n).astype(jnp.int32)
+  q = to_uint8(maps, rounding=rounding).reshape(maps.shape[0], n).astype(jnp.int32)
   counts = jax.vmap(lambda v: jnp.bincount(v, length=256))(q)
   p = counts.astype(jnp.float32) / n
   bits = -jnp.sum(jnp.where(p > 0, p * jnp.log2(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
   return bits / np.log2(n)
 
 
-_map_entropy_jit = jax.jit(map_entropy)
+_map_entropy_jit = jax.jit(map_entropy, static_argnames=("rounding",))
 
 
-def entropy_measure(maps: Any) -> dict[str, Any]:
+def entropy_measure(maps: Any, *, rounding: str = "floor") -> dict[str, Any]:
   """Measure (a): average normalized entropy of the maps of a dataset.
 
   Args:
     maps: `[N, h, w]` uint8 maps or float maps in [0, 1] (e.g. from `grad_cam_batched`).
+    rounding: quantization of float maps, "floor" (the authors' code) or "nearest".
 
   Returns:
     `{"mean": float, "per_image": [N] float32 array}`. Low: the model looks at few places.
   """
-  per_image = np.asarray(_map_entropy_jit(maps))
+  per_image = np.asarray(_map_entropy_jit(maps, rounding=rounding))
   return {"mean": float(per_image.mean()), "per_image": per_image}
 
 
@@ -104,12 +113,13 @@ def entropy_measure(maps: Any) -> dict[str, Any]:
 # (b) out-of-set response
 
 
-@functools.partial(jax.jit, static_argnames=("win_size",))
-def _entropy_and_ssim(maps, clean_maps, *, win_size):
-  return map_entropy(maps), ssim(maps, clean_maps, data_range=1.0, win_size=win_size)
+@functools.partial(jax.jit, static_argnames=("win_size", "rounding"))
+def _entropy_and_ssim(maps, clean_maps, *, win_size, rounding):
+  return (map_entropy(maps, rounding=rounding),
+          ssim(maps, clean_maps, data_range=1.0, win_size=win_size))
 
 
-_salt_and_pepper_jit = jax.jit(salt_and_pepper)
+_salt_and_pepper_jit = jax.jit(salt_and_pepper, static_argnames=("per_channel",))
 
 
 def out_of_set_measure(
@@ -119,22 +129,29 @@ def out_of_set_measure(
     key: jax.Array,
     *,
     amounts: Sequence[float] = OUT_OF_SET_AMOUNTS,
+    per_channel: bool = True,
+    rounding: str = "floor",
     batch_size: int = 128,
     win_size: int = 7,
 ) -> dict[str, Any]:
   """Measure (b): salience on inputs degraded by salt-and-pepper noise.
 
-  For each amount, every image gets `round(amount * H * W)` pixels set to black (-1) or white
-  (+1) in the model's input space (`salt_and_pepper`); we report the mean entropy (a) of the noisy
-  images' maps, and the mean SSIM between each noisy image's map and its clean map (at map
-  resolution). The paper's code leaves the comparison open; SSIM is our choice, as in (d), (e).
+  For each amount, the images get salt-and-pepper noise in the model's input space (black -1,
+  white +1; `salt_and_pepper`): by default scikit-image's rule, each channel value replaced with
+  probability `amount`, as the authors' code does; with `per_channel=False`, exactly
+  `round(amount * H * W)` whole pixels. We report the mean entropy (a) of the noisy images' maps,
+  and the mean SSIM between each noisy image's map and its clean map (at map resolution). The
+  authors' code computes the noisy images' maps but no comparison; SSIM is our choice, as in
+  (d), (e).
 
   Args:
     model_fns, params: the model (see `grad_cam`).
     x: `[N, H, W, C]` float images in [-1, 1].
     key: `jax.random` key of the noise (amount `i` uses `fold_in(key, i)`, image `n` then
       `fold_in(., n)`).
-    amounts: fractions of pixels replaced.
+    amounts: fractions of channel values (or of pixels) replaced.
+    per_channel: scikit-image's per-value noise (True, the authors' code) or whole pixels.
+    rounding: quantization of the maps for their entropy (`map_entropy`).
     batch_size: images per Grad-CAM call.
     win_size: SSIM window (maps smaller than 7x7 need a smaller odd one).
 
@@ -152,9 +169,10 @@ def out_of_set_measure(
     k = jax.random.fold_in(key, i)
 
     def noisy_stats(xb, cb, idx, k=k, amount=amount):
-      noisy = _salt_and_pepper_jit(k, jnp.asarray(xb), amount, first_index=int(idx[0]))
+      noisy = _salt_and_pepper_jit(k, jnp.asarray(xb), amount, per_channel=per_channel,
+                                   first_index=int(idx[0]))
       return _entropy_and_ssim(grad_cam(model_fns, params, noisy), jnp.asarray(cb),
-                               win_size=win_size)
+                               win_size=win_size, rounding=rounding)
 
     ent, sim = batched(noisy_stats, x, clean, np.arange(x.shape[0]), batch_size=batch_size)
     entropies.append(float(ent.mean()))
@@ -269,13 +287,16 @@ def stability_measure(maps_per_run: Any, *, win_size: int = 7) -> dict[str, Any]
 # (e) salience-guided degradation
 
 
-_degrade_jit = jax.jit(degrade, static_argnames=("mode", "max_sigma", "smooth_sigma"))
+_degrade_jit = jax.jit(degrade, static_argnames=(
+    "mode", "schedule", "sigma_factor", "map_scaling", "upsample_method", "boundary"))
+DEGRADED_CAM_CLASSES = ("degraded", "original")
 
 
-@functools.partial(jax.jit, static_argnames=("size",))
-def _degradation_stats(clean_maps, degraded_maps, clean_logits, degraded_logits, y, *, size):
-  sim = ssim(upsample(degraded_maps, size), upsample(clean_maps, size),
-             data_range=1.0)
+@functools.partial(jax.jit, static_argnames=("size", "upsample_method"))
+def _degradation_stats(clean_maps, degraded_maps, clean_logits, degraded_logits, y, *, size,
+                       upsample_method):
+  sim = ssim(upsample(degraded_maps, size, method=upsample_method),
+             upsample(clean_maps, size, method=upsample_method), data_range=1.0)
   p_clean = jnp.take_along_axis(jax.nn.softmax(clean_logits), y[:, None], axis=-1)[:, 0]
   p_degraded = jnp.take_along_axis(jax.nn.softmax(degraded_logits), y[:, None], axis=-1)[:, 0]
   return sim, p_clean, p_degraded
@@ -288,34 +309,45 @@ def degradation_measure(
     y: Any,
     *,
     mode: str = "background",
-    max_sigma: float | None = None,
-    smooth_sigma: float | None = None,
+    schedule: str = DEFAULT_SCHEDULE,
+    sigma_factor: float = 1.0,
+    map_scaling: str = "max",
+    upsample_method: str = "bicubic",
+    boundary: str = "reflect",
+    degraded_cam_class: str = "degraded",
     batch_size: int = 128,
 ) -> dict[str, Any]:
   """Measure (e): blur the image where the model does not look (or looks), and measure.
 
-  Each image is degraded by `degrade` (the authors' recipe scaled to the image size, see
-  `ngebm_jax/salience/degrade.py`) using its Grad-CAM map for the predicted class. We report the
-  SSIM between the Grad-CAM of the degraded image and that of the original, both upsampled to
-  the image size, and the change of the softmax probability of the true class. The degraded
-  image's map is taken for the class predicted on the original (the same question asked of both
-  images); a change of prediction shows in the score.
+  Each image is degraded by `degrade` (the authors' recipe, its options and blur schedules are
+  described in `ngebm_jax/salience/degrade.py`) using its Grad-CAM map for the predicted class.
+  We report the SSIM between the Grad-CAM of the degraded image and that of the original, both
+  upsampled to the image size (`upsample_method`, as for the map that guides the blur; the
+  authors compare their bicubically upscaled 8-bit maps), and the change of the softmax
+  probability of the true class. The degraded image's map is taken for its own predicted class
+  (`degraded_cam_class="degraded"`, what the authors' code does: every map is for the predicted
+  class of its image), or for the class predicted on the original ("original": the same
+  question asked of both images); a change of prediction shows in the score either way.
 
   Args:
     model_fns, params: the model (see `grad_cam`).
-    x: `[N, H, W, C]` float images in [-1, 1].
+    x: `[N, S, S, C]` float images in [-1, 1] (square).
     y: `[N]` int true labels.
     mode: "background" (blur where the map is low) or "object" (blur where it is high).
-    max_sigma: blur sigma (px) where the map (inverted in object mode) is 0; default
-      `10 * H / 224`. Sweep it for a degradation curve (`degradation_curve`).
-    smooth_sigma: sigma (px) of the map smoothing; default `5 * H / 224`.
+    schedule: "octaves", "scaled" or "literal": the authors' 224-px sigmas carried to side `S`
+      (`blur_schedule`).
+    sigma_factor: multiplies the authors' blur sigmas (a sweep: `degradation_curve`).
+    map_scaling: "max" (the authors' code) or "min_max".
+    upsample_method: "bicubic" (the authors' code) or "bilinear".
+    boundary: "reflect" (the authors' code) or "nearest".
+    degraded_cam_class: "degraded" (the authors' code) or "original".
     batch_size: images per call.
 
   Returns:
     `{"ssim": mean, "score_change": mean of p_degraded(y) - p(y), "score_clean": mean p(y),
-    "score_degraded": mean p_degraded(y), "max_sigma": float, "per_image_ssim": [N],
-    "per_image_score_change": [N]}`. A model that relies on what its map shows loses more score
-    in object mode than in background mode.
+    "score_degraded": mean p_degraded(y), "max_sigma": the blur (px) where the map is 0,
+    "smooth_sigma": px, "per_image_ssim": [N], "per_image_score_change": [N]}`. A model that
+    relies on what its map shows loses more score in object mode than in background mode.
   """
   _checks.check_images(x)
   n = x.shape[0]
@@ -323,19 +355,23 @@ def degradation_measure(
   _checks.check_labels(y, n)
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+  if degraded_cam_class not in DEGRADED_CAM_CLASSES:
+    raise ValueError(f"degraded_cam_class must be one of {DEGRADED_CAM_CLASSES}; got "
+                     f"{degraded_cam_class!r}.")
   side = x.shape[1]
-  max_sigma = default_max_sigma(side) if max_sigma is None else float(max_sigma)
-  smooth_sigma = (default_smooth_sigma(side) if smooth_sigma is None
-                  else float(smooth_sigma))
+  sigmas, smooth_sigma = blur_schedule(side, schedule, factor=sigma_factor)
+  options = dict(mode=mode, schedule=schedule, sigma_factor=float(sigma_factor),
+                 map_scaling=map_scaling, upsample_method=upsample_method, boundary=boundary)
 
   def batch_stats(xb, yb):
     xb = jnp.asarray(xb)
     clean, logits = grad_cam_and_logits(model_fns, params, xb)
-    degraded = _degrade_jit(xb, clean, mode=mode, max_sigma=max_sigma, smooth_sigma=smooth_sigma)
-    deg_maps, deg_logits = grad_cam_and_logits(
-        model_fns, params, degraded, class_index=jnp.argmax(logits, axis=-1))
+    degraded = _degrade_jit(xb, clean, **options)
+    class_index = None if degraded_cam_class == "degraded" else jnp.argmax(logits, axis=-1)
+    deg_maps, deg_logits = grad_cam_and_logits(model_fns, params, degraded,
+                                               class_index=class_index)
     return _degradation_stats(clean, deg_maps, logits, deg_logits, jnp.asarray(yb),
-                              size=tuple(x.shape[1:3]))
+                              size=tuple(x.shape[1:3]), upsample_method=upsample_method)
 
   sims, p0s, p1s = batched(batch_stats, x, y, batch_size=batch_size)
   return {
@@ -343,7 +379,8 @@ def degradation_measure(
       "score_change": float((p1s - p0s).mean()),
       "score_clean": float(p0s.mean()),
       "score_degraded": float(p1s.mean()),
-      "max_sigma": max_sigma,
+      "max_sigma": sigmas[0],
+      "smooth_sigma": smooth_sigma,
       "per_image_ssim": sims,
       "per_image_score_change": p1s - p0s,
   }
@@ -355,23 +392,28 @@ def degradation_curve(
     x: Any,
     y: Any,
     *,
-    max_sigmas: Sequence[float],
+    sigma_factors: Sequence[float],
     modes: Sequence[str] = MODES,
-    smooth_sigma: float | None = None,
     batch_size: int = 128,
+    **options,
 ) -> dict[str, dict[str, np.ndarray]]:
-  """Measure (e) for a sweep of the maximum blur sigma, in each mode.
+  """Measure (e) for a sweep of the blur, in multiples of the authors' sigmas, in each mode.
+
+  `options` are the other keyword arguments of `degradation_measure` (schedule, map_scaling,
+  ...).
 
   Returns:
-    `{mode: {"max_sigma": [S], "ssim": [S], "score_change": [S]}}` NumPy arrays.
+    `{mode: {"sigma_factor": [S], "max_sigma": [S] px, "ssim": [S], "score_change": [S]}}`
+    NumPy arrays.
   """
   out = {}
   for mode in modes:
-    rows = [degradation_measure(model_fns, params, x, y, mode=mode, max_sigma=s,
-                                smooth_sigma=smooth_sigma, batch_size=batch_size)
-            for s in max_sigmas]
+    rows = [degradation_measure(model_fns, params, x, y, mode=mode, sigma_factor=f,
+                                batch_size=batch_size, **options)
+            for f in sigma_factors]
     out[mode] = {
-        "max_sigma": np.asarray([float(s) for s in max_sigmas]),
+        "sigma_factor": np.asarray([float(f) for f in sigma_factors]),
+        "max_sigma": np.asarray([r["max_sigma"] for r in rows]),
         "ssim": np.asarray([r["ssim"] for r in rows]),
         "score_change": np.asarray([r["score_change"] for r in rows]),
     }

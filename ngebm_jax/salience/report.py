@@ -33,8 +33,15 @@ PLOT_FILES = {
 # Files
 
 
+_STYLES = ("-", "--", ":", "-.")
+
+
 def _fmt(v: float) -> str:
   return f"{v:.3f}"
+
+
+def _at(oos: dict, key: str, amount: float) -> str:
+  return _fmt(oos[key][oos["amounts"].index(amount)]) if amount in oos["amounts"] else "-"
 
 
 def _plots(output_dir: str, models: dict[str, ModelSalience]) -> None:
@@ -52,16 +59,17 @@ def _plots(output_dir: str, models: dict[str, ModelSalience]) -> None:
   reporting.save_figure(fig, path("entropy"), dpi=120)
 
   fig, axes = reporting.new_figure(2, size=(5, 4))
-  for name in names:
-    oos = models[name].summary["out_of_set"]
-    axes[0].plot(oos["amounts"], oos["entropy"], marker="o", label=name)
-    axes[1].plot(oos["amounts"], oos["ssim"], marker="o", label=name)
+  for i, name in enumerate(names):
+    for j, (variant, oos) in enumerate(models[name].summary["out_of_set"].items()):
+      style = dict(color=f"C{i % 10}", linestyle=_STYLES[j % len(_STYLES)], marker="o")
+      axes[0].plot(oos["amounts"], oos["entropy"], label=f"{name} [{variant}]", **style)
+      axes[1].plot(oos["amounts"], oos["ssim"], label=f"{name} [{variant}]", **style)
   axes[0].set_ylabel("mean entropy")
   axes[1].set_ylabel("mean SSIM to the clean map")
   for a in axes:
-    a.set_xlabel("salt-and-pepper amount (fraction of pixels)")
-    a.legend(fontsize=8)
-  fig.suptitle("(b) out-of-set response")
+    a.set_xlabel("salt-and-pepper amount")
+    a.legend(fontsize=7)
+  fig.suptitle("(b) out-of-set response, per [salience variant]")
   reporting.save_figure(fig, path("out_of_set"), dpi=120)
 
   fig, ax = reporting.new_figure(size=(10, 4))
@@ -80,18 +88,20 @@ def _plots(output_dir: str, models: dict[str, ModelSalience]) -> None:
   fig, axes = reporting.new_figure(2, size=(5, 4))
   for i, name in enumerate(names):
     color = f"C{i % 10}"
+    curve = models[name].summary["degradation_curve"]
     for mode, style in zip(MODES, ("-", "--")):
-      c = models[name].summary["degradation"]["curve"][mode]
-      axes[0].plot(c["max_sigma"], c["ssim"], style, color=color, marker="o",
-                   label=f"{name} ({mode})")
+      c = curve[mode]
+      label = f"{name} [{curve['variant']}] ({mode})"
+      axes[0].plot(c["max_sigma"], c["ssim"], style, color=color, marker="o", label=label)
       axes[1].plot(c["max_sigma"], c["score_change"], style, color=color, marker="o",
-                   label=f"{name} ({mode})")
+                   label=label)
   axes[0].set_ylabel("SSIM of degraded and original maps")
   axes[1].set_ylabel("change of p(true class)")
   for a in axes:
-    a.set_xlabel("maximum blur sigma (px)")
+    a.set_xlabel("blur sigma where the map is 0 (px)")
     a.legend(fontsize=7)
-  fig.suptitle("(e) salience-guided degradation: background (solid) and object (dashed) mode")
+  fig.suptitle("(e) salience-guided degradation, per [salience variant]: background (solid) and "
+               "object (dashed) mode")
   reporting.save_figure(fig, path("degradation"), dpi=120)
 
   k = max(len(models[n].examples) for n in names)
@@ -118,7 +128,10 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
               settings: dict) -> str:
   names = list(models)
   first = models[names[0]].summary
-  amounts = first["out_of_set"]["amounts"]
+  primary = first["primary_variant"]
+  variants = first["variants"]
+  amounts = first["out_of_set"][primary]["amounts"]
+  deg = first["degradation"][primary]
   lines = [
       "# Salience report",
       "",
@@ -127,8 +140,20 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       "",
       f"{first['num_images']} test images of shape {first['image_shape']}, maps "
       f"{first['map_shape']}. SSIM: scikit-image defaults (uniform 7x7 window, data range 1). "
-      f"Translations: {first['equivariance']['shift_px']} px. Degradation: maximum blur "
-      f"{first['degradation']['max_sigma']:.3g} px (10 px at 224 px).",
+      f"Translations: {first['equivariance']['shift_px']} px.",
+      "",
+      "Salience variants: (c) and (d) have none; (a), (b) and (e) were measured under each of "
+      "these sets of options (`ngebm_jax/salience/variants.py`; `authors` = every step as "
+      "Explain2Me's released code, `ours` = our first implementation):",
+      "",
+  ]
+  for name, options in variants.items():
+    lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in options.items()))
+  lines += [
+      "",
+      f"The main table shows (a), (b) and (e) under the primary variant `{primary}` (blur "
+      f"where the map is 0: {deg['max_sigma']:.3g} px, map smoothing "
+      f"{deg['smooth_sigma']:.3g} px, schedule `{deg['schedule']}`).",
       "",
   ]
   if settings:
@@ -143,15 +168,13 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
   ]
   for name in names:
     s = models[name].summary
-    oos = s["out_of_set"]
-    at = lambda key, a: (_fmt(oos[key][oos["amounts"].index(a)]) if a in oos["amounts"]
-                         else "-")
-    d = s["degradation"]
+    oos = s["out_of_set"][primary]
+    d = s["degradation"][primary]
     meta = info.get(name, {})
     lines.append(
         f"| {name} | {meta.get('objective', '-')} | {meta.get('arch', '-')} | "
-        f"{_fmt(s['accuracy'])} | {_fmt(s['entropy']['mean'])} | {at('ssim', 0.1)} | "
-        f"{at('entropy', 1.0)} | {_fmt(s['equivariance']['overall'])} | "
+        f"{_fmt(s['accuracy'])} | {_fmt(s['entropy']['mean'])} | {_at(oos, 'ssim', 0.1)} | "
+        f"{_at(oos, 'entropy', 1.0)} | {_fmt(s['equivariance']['overall'])} | "
         f"{_fmt(d['background']['ssim'])} | {_fmt(d['object']['ssim'])} | "
         f"{d['background']['score_change']:+.4f} | {d['object']['score_change']:+.4f} |")
   lines += [
@@ -160,9 +183,25 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       "is suspect. (c) high: salience follows the object. (e) a model that relies on what its "
       "map shows loses more p(y) in object mode (blur where it looks) than in background mode.",
       "",
-      "## (d) Stability across runs",
-      "",
   ]
+  if len(variants) > 1:
+    lines += ["## (a), (b) and (e) under each salience variant", "",
+              "| model | variant | (a) entropy | (b) SSIM @ 0.1 | (b) entropy @ 1.0 | "
+              "(e) schedule | (e) max σ px | (e) SSIM bg | (e) SSIM obj | (e) Δp(y) bg | "
+              "(e) Δp(y) obj |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+      s = models[name].summary
+      for v in variants:
+        oos, d = s["out_of_set"][v], s["degradation"][v]
+        lines.append(
+            f"| {name} | {v} | {_fmt(s['entropy']['by_variant'][v])} | "
+            f"{_at(oos, 'ssim', 0.1)} | {_at(oos, 'entropy', 1.0)} | "
+            f"{d['schedule']} | {d['max_sigma']:.3g} | {_fmt(d['background']['ssim'])} | "
+            f"{_fmt(d['object']['ssim'])} | {d['background']['score_change']:+.4f} | "
+            f"{d['object']['score_change']:+.4f} |")
+    lines.append("")
+  lines += ["## (d) Stability across runs", ""]
   if groups:
     lines += ["| group | runs | pairs | stability ↑ |", "|---|---|---|---|"]
     for g, r in groups.items():
@@ -170,12 +209,13 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
   else:
     lines.append("No group of runs was given (stability needs several seeds of one recipe).")
   lines += ["", "## (b) Out-of-set response per amount", "",
-            "| model | " + " | ".join(f"{a:g}" for a in amounts) + " |",
+            "| model [variant] | " + " | ".join(f"{a:g}" for a in amounts) + " |",
             "|---|" + "---|" * len(amounts)]
   for name in names:
-    oos = models[name].summary["out_of_set"]
-    lines.append(f"| {name} SSIM | " + " | ".join(_fmt(v) for v in oos["ssim"]) + " |")
-    lines.append(f"| {name} entropy | " + " | ".join(_fmt(v) for v in oos["entropy"]) + " |")
+    for v, oos in models[name].summary["out_of_set"].items():
+      lines.append(f"| {name} [{v}] SSIM | " + " | ".join(_fmt(x) for x in oos["ssim"]) + " |")
+      lines.append(f"| {name} [{v}] entropy | " + " | ".join(_fmt(x) for x in oos["entropy"])
+                   + " |")
   transforms = list(first["equivariance"]["per_transform"])
   lines += ["", "## (c) Equivariance per transform", "",
             "| model | " + " | ".join(transforms) + " |", "|---|" + "---|" * len(transforms)]
@@ -188,17 +228,19 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       "",
       f"![entropy histogram]({PLOT_FILES['entropy']})",
       "",
-      f"![out-of-set response]({PLOT_FILES['out_of_set']})",
+      f"![out-of-set response]({PLOT_FILES['out_of_set']}) (one line per model and variant)",
       "",
       f"![equivariance per transform]({PLOT_FILES['equivariance']})",
       "",
-      f"![degradation]({PLOT_FILES['degradation']})",
+      f"![degradation]({PLOT_FILES['degradation']}) (sweep of the blur under the primary "
+      f"variant `{primary}`)",
       "",
       "Example images (top row) and each model's Grad-CAM map overlaid:",
       "",
       f"![examples]({PLOT_FILES['examples']})",
       "",
-      f"Numbers: [{JSON_FILE}]({JSON_FILE}); per-image values: `{PER_IMAGE_FILE}`.",
+      f"Numbers: [{JSON_FILE}]({JSON_FILE}); per-image values: `{PER_IMAGE_FILE}` ((e) under "
+      f"the primary variant).",
       "",
   ]
   return "\n".join(lines)
@@ -219,7 +261,8 @@ def write_report(
     models: name -> `ModelSalience` (from `measure_model`).
     groups: name -> `{"runs": [model names], **stability_of(...)}`.
     info: name -> extra columns (`objective`, `arch`, `workdir`) for the table and JSON.
-    settings: the program's settings, recorded in the JSON and the report.
+    settings: the program's settings, recorded in the JSON and the report. The salience
+      variants are recorded with each model (`summary["variants"]`).
 
   Returns:
     file kind -> path of every file written.

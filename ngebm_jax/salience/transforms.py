@@ -1,7 +1,8 @@
 """Input perturbations of the salience measures of Explain2Me (arXiv 2303.11969).
 
-- `salt_and_pepper`: the out-of-set inputs of measure (b): a fraction `amount` of the pixels of
-  each image replaced by black or white.
+- `salt_and_pepper`: the out-of-set inputs of measure (b): a fraction `amount` of the channel
+  values (scikit-image's rule, the authors' code) or of the whole pixels of each image replaced by
+  black or white.
 - `equivariance_transforms`: the 12 geometric transforms of measure (c): horizontal and vertical
   flips, rotations by +90 and -90 degrees, and 8 translations (left, right, up, down and the four
   diagonals) by 1/14 of the image side (16 px at 224 px, 2 px at 32 px), the uncovered edge
@@ -23,30 +24,67 @@ from ngebm_jax import _checks
 Transform = Callable[[jax.Array], jax.Array]
 
 
+def salt_and_pepper_from_uniforms(
+    x: jax.Array, flip_u: jax.Array, salt_u: jax.Array, amount: float | jax.Array, *,
+    low: float = -1.0, high: float = 1.0, salt_vs_pepper: float | jax.Array = 0.5,
+) -> jax.Array:
+  """scikit-image's salt and pepper on given uniform draws, value by value.
+
+  `random_noise(image, mode="s&p", amount=p, salt_vs_pepper=q)` draws two uniform arrays of the
+  image's shape, `flipped = u1 <= p` and `salted = u2 <= q` (all False for a probability of 0),
+  and sets the flipped values to 1 where salted, else to the image's lower bound (0 for images
+  in [0, 1]). Here the image is in the model's space: white is `high`, black is `low`.
+
+  Args:
+    x: float images, any shape.
+    flip_u, salt_u: uniform draws in [0, 1), shape of `x`.
+    amount: probability `p` that a value is replaced.
+    low, high: the values of pepper and salt.
+    salt_vs_pepper: probability `q` that a replaced value is salt.
+
+  Returns:
+    The noisy images, shape and dtype of `x`.
+  """
+  amount = jnp.asarray(amount, jnp.float32)
+  q = jnp.asarray(salt_vs_pepper, jnp.float32)
+  flipped = (flip_u <= amount) & (amount > 0)
+  salted = (salt_u <= q) & (q > 0)
+  value = jnp.where(salted, high, low).astype(x.dtype)
+  return jnp.where(flipped, value, x)
+
+
 def salt_and_pepper(
     key: jax.Array,
     x: jax.Array,
     amount: float | jax.Array,
     *,
+    per_channel: bool = True,
     low: float = -1.0,
     high: float = 1.0,
     salt_vs_pepper: float = 0.5,
     first_index: int | jax.Array = 0,
 ) -> jax.Array:
-  """Replace `round(amount * H * W)` pixels of each image by black (`low`) or white (`high`).
+  """Salt-and-pepper noise: the out-of-set inputs of measure (b).
 
-  A pixel is replaced in all its channels at once (a black or white pixel, not a coloured
-  speck). Exactly `round(amount * H * W)` pixels per image are chosen uniformly without
-  replacement, each white with probability `salt_vs_pepper`, else black. In the model's input
-  space (pixels scaled to [-1, 1]) black is -1 and white is +1, the defaults.
+  `per_channel=True` (the default): scikit-image's `random_noise(mode="s&p")`, which Explain2Me's
+  code (`Measures/Noise/`) applies to its colour images: every channel value is replaced on its
+  own with probability `amount`, by white (`high`) with probability `salt_vs_pepper`, else by
+  black (`low`) (`salt_and_pepper_from_uniforms`); a pixel can turn into a coloured speck, and
+  the number of replaced values is random (binomial). `per_channel=False`: exactly
+  `round(amount * H * W)` whole pixels per image, chosen uniformly without replacement, each
+  white (in all channels) with probability `salt_vs_pepper`, else black. Neither is clearly the
+  better probe, so the default follows the authors and keeps the measure comparable. In the
+  model's input space (pixels scaled to [-1, 1]) black is -1 and white is +1, the defaults.
 
   Args:
     key: a `jax.random` key.
     x: `[B, H, W, C]` float images.
-    amount: fraction of pixels to replace, in [0, 1] (may be traced).
+    amount: fraction of values (per channel) or of pixels (whole pixels) to replace, in [0, 1]
+      (may be traced).
+    per_channel: scikit-image's per-value noise (True) or whole pixels (False).
     low: the value of a black pixel.
     high: the value of a white pixel.
-    salt_vs_pepper: probability that a replaced pixel is white.
+    salt_vs_pepper: probability that a replaced value (or pixel) is white.
     first_index: index of `x[0]` in the dataset: image `i` draws its noise from
       `fold_in(key, first_index + i)`, so results do not depend on how a dataset is batched.
 
@@ -58,18 +96,23 @@ def salt_and_pepper(
     raise ValueError(f"amount must be a fraction of pixels in [0, 1]; got {amount}.")
   if not 0.0 <= salt_vs_pepper <= 1.0:
     raise ValueError(f"salt_vs_pepper must be a probability in [0, 1]; got {salt_vs_pepper}.")
-  b, h, w, _ = x.shape
+  b, h, w, c = x.shape
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(first_index + jnp.arange(b))
+  if per_channel:
+    u = jax.vmap(lambda k: jax.random.uniform(k, (2, h, w, c)))(keys)
+    return salt_and_pepper_from_uniforms(x, u[:, 0], u[:, 1], amount, low=low, high=high,
+                                         salt_vs_pepper=salt_vs_pepper)
   num_noisy = jnp.round(jnp.asarray(amount, jnp.float32) * (h * w)).astype(jnp.int32)
 
-  def one_image(index):
-    k_where, k_which = jax.random.split(jax.random.fold_in(key, index))
+  def one_image(k):
+    k_where, k_which = jax.random.split(k)
     # A random permutation gives each pixel a distinct rank; the n lowest ranks are replaced.
     rank = jax.random.permutation(k_where, h * w).reshape(h, w)
     noisy = rank < num_noisy
     white = jax.random.bernoulli(k_which, salt_vs_pepper, (h, w))
     return noisy, white
 
-  noisy, white = jax.vmap(one_image)(first_index + jnp.arange(b))
+  noisy, white = jax.vmap(one_image)(keys)
   value = jnp.where(white, high, low).astype(x.dtype)
   return jnp.where(noisy[..., None], value[..., None], x)
 

@@ -115,7 +115,8 @@ def _focus_family(config, model_fns, cyborg: bool) -> Objective:
   """CYBORG and the entropy-based focus losses (focus.py) on the model's classic CAM.
 
   The CAM terms can start late and ramp in (`config.focus.start_step`, `ramp_steps`);
-  `reference_entropy < 0` means: the mean entropy of the batch's human maps.
+  `reference_entropy < 0` means: the mean entropy of the batch's human maps;
+  `config.focus.cam_class` picks the CAM's class ("predicted" or "true").
   """
   c = config.focus
 
@@ -141,7 +142,8 @@ def _focus_family(config, model_fns, cyborg: bool) -> Objective:
     loss, aux = focus_lib.focus_loss(
         logits, features, w, batch["label"], human if human is not None else None,
         ce_weight=ce_weight, human_weight=human_weight, entropy_weight=entropy_weight,
-        entropy_form=form, reference_entropy=reference, axis_name=axis_name)
+        entropy_form=form, reference_entropy=reference, cam_class=c.cam_class,
+        axis_name=axis_name)
     return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
 
   return Objective(loss_fn)

@@ -4,10 +4,15 @@ What `python -m experiments.salience` runs. Each run's best checkpoint is measur
 (`salience.model_salience.measure_model`) on the first `num_images` test images of its own
 config, without input noise; runs given as a group (several seeds of one recipe) also get
 measure (d), stability across runs (`stability_of`), and runs whose configs differ only in
-`seed` are grouped automatically unless `auto_group=False`. `salience.report.write_report`
-writes into the output folder: salience.json (all numbers), per_image.npz, report.md (a table
-across models), entropy_histogram.png, out_of_set.png, equivariance.png, degradation.png and
-examples.png (images with their maps overlaid).
+`seed` are grouped automatically unless `auto_group=False`. Measures (a), (b) and (e) are taken
+under each of `variants` (sets of options where the authors' released code and our first
+implementation differ: `default` follows the authors' steps, `ours` the first implementation;
+see `ngebm_jax.salience.variants`). `salience.report.write_report` writes into the output
+folder: salience.json (all numbers; each model's `variants` lists the options of every variant,
+and (a), (b), (e) are keyed by variant), per_image.npz, report.md (a table across models under
+the primary variant, one with (a), (b) and (e) under every variant), entropy_histogram.png,
+out_of_set.png, equivariance.png, degradation.png and examples.png (images with their maps
+overlaid); plots label each line with its variant.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from absl import logging
 from ngebm_jax import data as data_lib
 from ngebm_jax.salience import model_salience
 from ngebm_jax.salience import report as report_lib
+from ngebm_jax.salience import variants as salience_variants
 from ngebm_jax.training import checkpoints as ckpt_lib
+
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
   """`"name:dir1,dir2"` -> `("name", ["dir1", "dir2"])`."""
@@ -83,16 +90,25 @@ def run(
     num_images: int = 500,
     batch_size: int = 128,
     seed: int = 0,
-    max_sigma_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    variants: Sequence[str] = ("default",),
+    sigma_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     num_examples: int = 8,
 ) -> dict[str, str]:
-  """Measures every run and writes the report; returns the paths written (see `write_report`)."""
+  """Measures every run and writes the report; returns the paths written (see `write_report`).
+
+  `variants` names the sets of options of measures (b) and (e) to measure under
+  (`ngebm_jax.salience.variants.get_variant`: "default", "authors", "ours", or
+  "PRESET:SCHEDULE"); the first is the primary one (the main table, the (e) sweep over
+  `sigma_factors`, in multiples of the authors' blur sigmas). The report lists every variant's
+  options and labels each number and plot with its variant.
+  """
   if num_images < 1:
     raise ValueError(f"num_images must be >= 1; got {num_images}.")
 
   def key(w) -> str:  # an absolute path, or a URI (gs://...) as it is
     return os.fspath(ckpt_lib.workdir_path(w))
 
+  variants = [salience_variants.get_variant(v) for v in variants]
   ordered = []  # every workdir once, in order of appearance
   for w in list(workdirs) + [w for g in groups.values() for w in g]:
     w = key(w)
@@ -123,8 +139,8 @@ def run(
     images, labels = data_cache[data_key]
     logging.info("Measuring %s (%s) on %d images.", names[w], w, len(images))
     models[names[w]] = model_salience.measure_model(
-        fns, params, images, labels, key=key, batch_size=batch_size,
-        max_sigma_factors=max_sigma_factors, num_examples=num_examples)
+        fns, params, images, labels, key=key, variants=variants, batch_size=batch_size,
+        sigma_factors=sigma_factors, num_examples=num_examples)
     info[names[w]] = {"workdir": w, "objective": config.get("objective"),
                       "arch": config.model.get("name"), "seed": config.get("seed"),
                       "dataset": config.dataset.get("name"), "data_key": data_key}
@@ -142,7 +158,7 @@ def run(
   for i in info.values():
     i.pop("data_key")
   settings = {"num_images": num_images, "batch_size": batch_size, "seed": seed,
-              "max_sigma_factors": list(max_sigma_factors)}
+              "variants": [v.name for v in variants], "sigma_factors": list(sigma_factors)}
   paths = report_lib.write_report(output, models, group_results, info=info, settings=settings)
   logging.info("Wrote the salience report to %s.", paths["report"])
   return paths
