@@ -94,7 +94,7 @@ PROGRAMS = {
         ("--max_examples=32", "--robustness_num_examples=8", "--pgd_steps=1",
          "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5"), _exists("output", "report.md")),
     "experiments.salience": Program(
-        ("--num_images=16", "--batch_size=16", "--num_examples=2", "--max_sigma_factors=1"),
+        ("--num_images=16", "--batch_size=16", "--num_examples=2", "--sigma_factors=1"),
         _exists("output", "report.md")),
     "experiments.benchmark": Program(  # step times only
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
