@@ -8,6 +8,10 @@ state (a replay buffer) are split over `data`. The same code runs on one CPU, 8 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +48,42 @@ def host_to_global(mesh, local_batch: dict) -> dict:
           for k, v in local_batch.items()}
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["indices", "rows"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class RowUpdate:
+  """New values for a few rows of a piece of objective state, in place of the whole new piece.
+
+  An objective returns `RowUpdate(indices, rows)` where its state holds a large table of which a
+  step changes a few rows (SGLD's replay buffer: B of N samples): `rows` has the structure of
+  that piece of state, each leaf with the drawn rows `[B, ...]` for the slots `indices [B]` of
+  the leaf's first axis. The train step then reads and writes only those rows (`commit`), so
+  the donated table is updated in place instead of copied. A slot listed twice keeps one of its
+  rows (unspecified which), as `x.at[indices].set(rows)` does.
+  """
+  indices: jax.Array
+  rows: Any
+
+
+def commit(old: Any, new: Any, accept: jax.Array) -> Any:
+  """The objective state after a step: `new` where `accept` (a scalar bool), else `old`.
+
+  `new` has the structure of `old`, except that a subtree may be a `RowUpdate`: those rows are
+  written when `accept`, and their old values written back otherwise, so the guard touches B
+  rows of the table instead of selecting between two copies of all of it. Other leaves are
+  selected whole (`where(accept, new, old)`).
+  """
+  def commit_piece(new_piece, old_piece):
+    if isinstance(new_piece, RowUpdate):
+      idx = new_piece.indices
+      return jax.tree.map(
+          lambda o, r: o.at[idx].set(jnp.where(accept, r.astype(o.dtype), o[idx])),
+          old_piece, new_piece.rows)
+    return jnp.where(accept, new_piece, old_piece)
+
+  return jax.tree.map(commit_piece, new, old, is_leaf=lambda t: isinstance(t, RowUpdate))
+
+
 def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name=AXIS,
                   max_abs_loss: float = float("inf")):
   """The per-device step: `(state, batch) -> (state, metrics)`, with `axis_name` collectives.
@@ -52,7 +92,8 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
   mean leaves them unchanged; under `pmap` it is what makes them global). A step whose loss or
   gradients are not finite, or whose `|loss|` exceeds `max_abs_loss` (a finite blow-up: JEM's
   code stops at 1e8), is not applied: the state stays as it was (parameters, optimizer state
-  and objective state), and `metrics["finite"]` is 0, for the loop to stop or count.
+  and objective state; `commit`, row-wise for an objective's `RowUpdate`), and
+  `metrics["finite"]` is 0, for the loop to stop or count.
   """
 
   def step(state: TrainState, batch: dict):
@@ -68,12 +109,11 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) <= max_abs_loss)
     # A non-finite step must leave no trace on any device: `finite` is global (loss and grads
     # are), so every device keeps or drops the update together.
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = state.replace(
         step=state.step + 1,
-        params=keep(params, state.params),
-        opt_state=keep(opt_state, state.opt_state),
-        objective_state=keep(objective_state, state.objective_state))
+        params=commit(state.params, params, finite),
+        opt_state=commit(state.opt_state, opt_state, finite),
+        objective_state=commit(state.objective_state, objective_state, finite))
     metrics = dict(metrics, loss=loss, param_grad_norm=grad_norm,
                    finite=finite.astype(jnp.float32))
     return new_state, metrics
