@@ -68,9 +68,9 @@ def resolve_unroll(unroll: int | bool | None, num_steps: int) -> int:
   `None` picks per backend (`jax.default_backend()` at trace time): a full unroll on CPU, 1
   (a rolled loop) elsewhere. XLA:CPU runs convolutions inside while loops (a rolled `lax.scan`
   or `lax.fori_loop`) slower than the same convolutions at top level (a known, open XLA:CPU
-  problem: jax-ml/jax#12868). Measured with `experiments/bench_sgld_unroll.py` (3-layer conv
-  net 3->32->64->64 channels, 32x32x3 inputs, batch 64, K = 20, float32, 2 CPU cores shared
-  with other jobs; median wall time per call):
+  problem: jax-ml/jax#12868). Measured on a 3-layer conv net (3->32->64->64 channels, 32x32x3
+  inputs, batch 64, K = 20, float32, 2 CPU cores shared with other jobs; median wall time per
+  call; the benchmark's `--sgld_unrolls=1` times the same comparison on the real train step):
 
     load ~2   sgld_sample  unroll=1:  compile 0.96 s, run 1.25 s
                            unroll=20: compile 3.47 s, run 0.78 s

@@ -101,6 +101,8 @@ def test_sgld_step_updates_the_replay_buffer_in_place():
   memory = compiled.memory_analysis()
   assert memory.alias_size_in_bytes >= buffer_bytes  # donated: the output reuses the input
   assert memory.temp_size_in_bytes < buffer_bytes / 4, memory
+  if spmd.compiler_options("cpu"):  # this jaxlib takes the option: no YNNPACK convolutions
+    assert "__ynn_fusion" not in compiled.as_text()
 
   before = np.asarray(state.objective_state["replay_buffer"].samples)
   new_state, metrics = compiled(state, batch)
@@ -108,3 +110,9 @@ def test_sgld_step_updates_the_replay_buffer_in_place():
   assert float(metrics["finite"]) == 1
   changed = np.any(after != before, axis=(1, 2, 3))
   assert 0 < changed.sum() <= 16  # at most the 16 drawn slots moved
+
+
+def test_compiler_options_only_change_cpu_compilation():
+  assert spmd.compiler_options("gpu") is None and spmd.compiler_options("tpu") is None
+  options = spmd.compiler_options("cpu")
+  assert options is None or options == spmd.CPU_COMPILER_OPTIONS

@@ -22,6 +22,7 @@ from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.benchmarking.xla_costs import allocator_peak_bytes
 from ngebm_jax.benchmarking.xla_costs import memory_figures
 from ngebm_jax.energy import log_density_input_grad
+from ngebm_jax.training import spmd
 
 
 def _block(tree):
@@ -157,11 +158,13 @@ def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: i
   apply_fn = model_fns.apply_fn
   # Arrays are arguments, not closed-over constants, so XLA compiles what a train step runs.
   args = (params, x, y)
-  value_and_grad = lambda loss: jax.jit(jax.value_and_grad(
+  # Compiled as the train step is (the same XLA options), so the pieces add up to its work.
+  jit = functools.partial(jax.jit, compiler_options=spmd.compiler_options())
+  value_and_grad = lambda loss: jit(jax.value_and_grad(
       lambda p, x, y: loss(apply_fn, p, x, y)[0]))
   fns = {
-      "forward": jax.jit(lambda p, x, y: apply_fn(p, x)),
-      "input_grad": jax.jit(lambda p, x, y: log_density_input_grad(
+      "forward": jit(lambda p, x, y: apply_fn(p, x)),
+      "input_grad": jit(lambda p, x, y: log_density_input_grad(
           apply_fn, jax.lax.stop_gradient(p), x)[0]),
       "param_grad": value_and_grad(objectives_lib.cross_entropy_loss),
       "ngebm_grad": value_and_grad(objectives_lib.ngebm_loss),
