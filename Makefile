@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs/demo
 OBJECTIVES ?= baseline,ngebm
 
-.PHONY: demo test docs clean
+.PHONY: demo test docs clean bench-gpu
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ $(STAMP): setup.cfg pyproject.toml
 # them and writes $(RUNS)/report/report.md with its plots. OBJECTIVES=baseline,ngebm,sgld adds JEM.
 demo: $(STAMP)
 	$(PY) -m experiments.demo --output=$(RUNS) --objectives=$(OBJECTIVES)
+
+# The GPU benchmark (configs/benchmark_gpu.py): WRN-28-10, batch 64 and 256, float32 and
+# bfloat16, baseline / NG-EBM / SGLD-EBM K = 20; step time, images/s, MFU, peak memory, compile
+# time -> $(BENCH)/benchmark.md. PROFILE=1 adds a profiler trace in $(BENCH)/trace.
+BENCH ?= runs/bench_gpu
+bench-gpu: $(STAMP)
+	$(PY) -m experiments.benchmark --config=configs/benchmark_gpu.py --output=$(BENCH) \
+	  --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
+	  --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents --nopytorch \
+	  $(if $(PROFILE),--profile_dir=$(BENCH)/trace)
 
 # The API reference is built with warnings as errors: a broken docstring fails the tests.
 test: $(STAMP)

@@ -1,19 +1,24 @@
-"""Wall-clock benchmark: the train step of the baseline, NG-EBM and SGLD-EBM, and end to end.
+"""Wall-clock benchmark: the train steps of the baseline, NG-EBM and SGLD-EBM, ours and PyTorch's.
 
+  python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark \
+      --end_to_end_accuracy=-1                           # step times only: minutes
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark
-  python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/bench_bf16 \
-      --config.model.dtype=bfloat16 --objectives=baseline,ngebm --end_to_end_accuracy=-1
+  python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/bench_gpu \
+      --batch_sizes=64,256 --dtypes=float32,bfloat16    # `make bench-gpu`
+  python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/fit \
+      --objectives= --fit_memory_gib=80                 # the largest WRN-28-10 NG-EBM batch
 
-In one process, on the same model, batch, devices and dtype: compiles each objective's train
-step (compile time reported apart), times `--steps` steps of each round-robin (median, p10/p90,
-images/s, ratio to the baseline, SGLD(K=20)/NG-EBM), reads XLA's memory and FLOPs figures (and
-the MFU on known accelerators), then trains the `--end_to_end_objectives` on the embedded data
-until `--end_to_end_accuracy` validation accuracy, at most `--end_to_end_max_steps` steps and
-about `--end_to_end_max_seconds` of training each (on 2 CPU cores the whole program takes about
-an hour with the defaults; `--end_to_end_accuracy=-1` skips the end-to-end part: minutes).
-Writes OUTPUT/benchmark.{json,md,png} and prints the Markdown table. Objectives not registered
-in this version (e.g. "sgld" before the SGLD-EBM objective lands) are skipped with a warning.
-The workflow is `ngebm_jax.workflows.benchmark`.
+In one process tree, on the same model, batch, devices and dtype: compiles each objective's
+train step (compile time reported apart), times `--steps` steps of each round-robin (median,
+p10/p90, images/s, ratio to the baseline, SGLD(K=20)/NG-EBM), each followed by the PyTorch
+reference's step of the same name when torch is installed (`--pytorch_python` may name another
+environment's Python; without torch the JAX side runs alone), reads XLA's memory and FLOPs
+figures (and the MFU on known accelerators), times the pieces of a step beside PyTorch's, then
+trains the `--end_to_end_objectives` on the embedded data until `--end_to_end_accuracy`
+validation accuracy (on 2 CPU cores about an hour with the defaults; `--end_to_end_accuracy=-1`
+skips it). `--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient
+and of the SGLD loop to the same run. Writes OUTPUT/benchmark.{json,md,png} and prints the
+Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
 """
 
 from __future__ import annotations
@@ -35,8 +40,21 @@ _OBJECTIVES = flags.DEFINE_list("objectives", ["baseline", "ngebm", "sgld"],
                                 "Objectives to time (those not registered are skipped).")
 _SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in step_programs.DEFAULT_SGLD_STEPS],
                                 "SGLD chain lengths K to time for the 'sgld' objective.")
+_GRAD_MODES = flags.DEFINE_list("ngebm_grad_modes", [],
+                                "Also time NG-EBM in these grad_modes (e.g. reverse_over_reverse).")
+_UNROLLS = flags.DEFINE_list("sgld_unrolls", [], "Also time SGLD with these lax.scan unrolls.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per objective (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per objective before timing.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", [], "A grid of batch sizes (default: config's).")
+_DTYPES = flags.DEFINE_list("dtypes", [], "A grid of compute dtypes (default: the config's).")
+_PYTORCH = flags.DEFINE_bool("pytorch", True, "Time the PyTorch reference's steps beside ours.")
+_PYTORCH_PYTHON = flags.DEFINE_string("pytorch_python", None,
+                                      "Python with torch for the peer (default: this one).")
+_PYTORCH_THREADS = flags.DEFINE_integer("pytorch_threads", None, "torch intra-op threads.")
+_FIT_GIB = flags.DEFINE_float("fit_memory_gib", None,
+                              "Report the largest batch whose step fits this many GiB/device.")
+_FIT_OBJECTIVES = flags.DEFINE_list("fit_objectives", ["ngebm"], "Objectives to size.")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "Write a profiler trace there.")
 _E2E_ACCURACY = flags.DEFINE_float(
     "end_to_end_accuracy", 0.3,
     "Validation accuracy the end-to-end runs train to; negative skips the end-to-end runs.")
@@ -51,29 +69,37 @@ _E2E_MAX_SECONDS = flags.DEFINE_float(
     "end_to_end_max_seconds", 900.0,
     "Cap on training seconds per end-to-end run (checked at each evaluation); <= 0: none.")
 _COMPONENTS = flags.DEFINE_bool("components", True,
-                                "Also time the pieces of a step (forward, input gradient, jvp).")
+                                "Also time the pieces of a step, ours and PyTorch's.")
+
+
+def _ints(flag) -> list[int]:
+  try:
+    return [int(k) for k in flag.value]
+  except ValueError as e:
+    raise app.UsageError(f"--{flag.name} must be integers; got {flag.value}.") from e
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   launch.setup()
-  try:
-    sgld_steps = [int(k) for k in _SGLD_STEPS.value]
-  except ValueError as e:
-    raise app.UsageError(f"--sgld_steps must be integers; got {_SGLD_STEPS.value}.") from e
   accuracy = _E2E_ACCURACY.value
-  results = benchmark.run(
-      _CONFIG.value, objective_names=_OBJECTIVES.value, sgld_steps=sgld_steps,
+  results = benchmark.run_and_report(
+      _CONFIG.value, _OUTPUT.value, batch_sizes=_ints(_BATCH_SIZES), dtypes=_DTYPES.value,
+      objective_names=_OBJECTIVES.value, sgld_steps=_ints(_SGLD_STEPS),
+      ngebm_grad_modes=_GRAD_MODES.value, sgld_unrolls=_ints(_UNROLLS),
       steps=_STEPS.value, warmup=_WARMUP.value,
       end_to_end_accuracy=accuracy if accuracy is not None and accuracy >= 0 else None,
       end_to_end_objectives=_E2E_OBJECTIVES.value or None,
       end_to_end_max_steps=_E2E_MAX_STEPS.value, end_to_end_eval_every=_E2E_EVAL_EVERY.value,
       end_to_end_max_seconds=_E2E_MAX_SECONDS.value if _E2E_MAX_SECONDS.value > 0 else None,
-      components=_COMPONENTS.value)
-  paths = report.write_report(results, _OUTPUT.value)
-  print(report.markdown(results), flush=True)
-  print("Wrote " + ", ".join(paths.values()), flush=True)
+      components=_COMPONENTS.value, pytorch=_PYTORCH.value,
+      pytorch_python=_PYTORCH_PYTHON.value, pytorch_threads=_PYTORCH_THREADS.value,
+      fit_memory_gib=_FIT_GIB.value, fit_objectives=_FIT_OBJECTIVES.value,
+      profile_dir=_PROFILE_DIR.value)
+  print(report.markdown(results[0]) if len(results) == 1 else report.grid_markdown(results),
+        flush=True)
+  print(f"Wrote {_OUTPUT.value}/benchmark.md and its data", flush=True)
 
 
 if __name__ == "__main__":

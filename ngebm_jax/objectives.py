@@ -73,24 +73,55 @@ def _grad_norms_reverse_over_reverse(apply_fn, params, x):
   return per_example_norm(grad), logits
 
 
-def _grad_norms_forward_over_reverse(apply_fn, params, x):
-  """Per-example `||d log p~/dx||`, differentiated through a forward-mode directional derivative.
+def _tree_vdot(a, b) -> jax.Array:
+  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-  With `g = d log p~(x)/dx` and `u = g / ||g||` held constant, `d||g|| = u . dg`, so the
-  parameter gradient of `||g||` is that of the directional derivative `g . u`, which one `jvp` of
-  the network along `u` gives (docs/method.rst). Its primal output is the logits, so
-  the cross-entropy and variance terms need no extra forward pass. `u` comes from one input-only
-  reverse pass with the parameters held constant.
+
+def _grad_norms_forward_over_reverse(apply_fn, params, x):
+  """Per-example `||d log p~/dx||` and the parameter gradient of their mean, by forward mode.
+
+  With `g = d log p~(x)/dx = J^T p` (`J` the Jacobian of the logits in `x`, `p` the softmax)
+  and `u = g / ||g||` held constant, `d||g|| = u . dg`, so the parameter gradient of `||g||` is
+  that of the directional derivative `D = p . (J u)`. By the product rule it has two parts:
+
+  - through `p` (the softmax of the logits), with `J u` held constant: ordinary reverse mode
+    through the logits, in the same backward pass as the cross-entropy and variance terms;
+  - through `J u`, with `p` held constant: `d/dt grad_params <p, f(x + t u)>`, the forward-mode
+    derivative along `u` of the parameter gradient at cotangent `p`. Its primal is the forward
+    and backward pass that also gives `g` (XLA computes them once), so this part costs a tangent
+    forward pass and one weight-gradient pass; reverse mode through a `jvp` would run the whole
+    backward pass a second time to recover the layer cotangents that the `g` pass already has.
+
+  Returns `(norms [B], logits [B, K], surrogate)`: `surrogate` is 0 in value and carries the
+  second part as its parameter gradient (of `mean_i ||g_i||` over the local batch). Gradients are
+  exact with respect to `params`; the inputs `x` are treated as data (for gradients with respect
+  to `x`, use "reverse_over_reverse").
   """
-  grad, _ = log_density_input_grad(apply_fn, jax.lax.stop_gradient(params), x)
+  # The parameters as constants, plus a zero that varies over the mesh axes `x` varies over
+  # (inside `shard_map`): the reverse pass below must give this device's parameter gradient,
+  # where one with respect to a replicated value would be summed over the devices. Elsewhere the
+  # zero is a plain zero.
+  zero = jnp.sum(x[:0])
+  fixed = jax.tree.map(lambda a: a + zero.astype(a.dtype), jax.lax.stop_gradient(params))
+  logits_c, input_vjp = jax.vjp(lambda x_: apply_fn(fixed, x_), x)
+  p_c = jax.nn.softmax(at_least_float32(logits_c), axis=-1).astype(logits_c.dtype)
+  grad = input_vjp(p_c)[0]  # d log p~(x)/dx: the cotangent of logsumexp is the softmax
   norm = per_example_norm(grad)
   safe = jnp.where(norm > 0, norm, 1.0).reshape((-1,) + (1,) * (x.ndim - 1))
   u = jax.lax.stop_gradient(grad / safe.astype(grad.dtype))
-  logits, logits_tangent = jax.jvp(lambda x_: apply_fn(params, x_), (x,), (u,))
+
+  def param_grad_at(x_):
+    logits_, param_vjp = jax.vjp(lambda p_: apply_fn(p_, x_), fixed)
+    return param_vjp(p_c)[0], logits_
+
+  _, (param_grad_tangent, logits_tangent) = jax.jvp(param_grad_at, (x,), (u,))
+  logits = apply_fn(params, x)  # the same forward pass; differentiable for the loss terms
   # d/dt logsumexp(f(x + t u)) = softmax(f(x)) . (J_f u): equals ||g|| in value.
   p = jax.nn.softmax(at_least_float32(logits), axis=-1)
-  directional = jnp.sum(p * at_least_float32(logits_tangent), axis=-1)
-  return directional, logits
+  directional = jnp.sum(p * jax.lax.stop_gradient(at_least_float32(logits_tangent)), axis=-1)
+  surrogate = _tree_vdot(jax.lax.stop_gradient(param_grad_tangent),
+                         jax.tree.map(lambda a: a - jax.lax.stop_gradient(a), params))
+  return directional, logits, surrogate / x.shape[0]
 
 
 def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float = 1.0,
@@ -120,8 +151,10 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
     gamma: weight of the Approximate Mass term `L_grad`.
     axis_name: mapped device axis for global batch statistics, or None.
     grad_mode: how the gradient of `L_grad` is formed: "forward_over_reverse" (default; a `jvp`
-      along the normalized input gradient, about 2x a baseline step) or "reverse_over_reverse"
-      (`jax.grad` of `jax.grad`). Both give the same loss and gradients.
+      along the normalized input gradient, under 2x a baseline step) or "reverse_over_reverse"
+      (`jax.grad` of `jax.grad`, as the paper's code). Both give the same loss and gradients
+      with respect to `params`; only "reverse_over_reverse" also differentiates the penalty
+      with respect to `x`.
 
   Returns:
     `(loss, aux)`; `aux` holds the batch means `ce`, `energy_var`, `grad_norm`, and
@@ -130,8 +163,9 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
   _check_batch(x, y)
   _checks.check_positive(beta, "beta")
   _checks.check_positive(gamma, "gamma")
+  surrogate = 0.0
   if grad_mode == "forward_over_reverse":
-    norms, logits = _grad_norms_forward_over_reverse(apply_fn, params, x)
+    norms, logits, surrogate = _grad_norms_forward_over_reverse(apply_fn, params, x)
   elif grad_mode == "reverse_over_reverse":
     norms, logits = _grad_norms_reverse_over_reverse(apply_fn, params, x)
   else:
@@ -141,7 +175,7 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
   e = -jax.nn.logsumexp(at_least_float32(logits), axis=-1)
   e_mean = global_mean(e, axis_name)
   energy_var = global_mean(jnp.square(e - e_mean), axis_name)
-  grad_norm = global_mean(norms, axis_name)
+  grad_norm = global_mean(norms, axis_name) + global_mean(surrogate, axis_name)
   loss = ce + beta * energy_var + gamma * grad_norm
   aux = {"ce": ce, "energy_var": energy_var, "grad_norm": grad_norm, "energy_mean": e_mean,
          "logits": logits}

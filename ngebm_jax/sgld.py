@@ -13,7 +13,7 @@ where `x~` are samples of the model drawn by Stochastic Gradient Langevin Dynami
 started from a persistent replay buffer (Persistent Contrastive Divergence) and treated as
 constants. This module holds the three pieces as pure functions of explicit state:
 
-- `sgld_sample`: the Langevin chain, a `lax.scan` with an `unroll` setting;
+- `sgld_sample`: the Langevin chain, straight-line code or a `lax.scan` (the `unroll` setting);
 - `ReplayBuffer` (a pytree dataclass), `init_replay_buffer`, `draw`, `update`: the buffer of
   JEM's `sample_p_0` / `sample_q`, with every key passed in;
 - `sgld_ebm_loss`: draw -> sample -> write back -> loss, returning the new buffer; and
@@ -63,14 +63,14 @@ _FULL_UNROLL_BACKENDS = ("cpu",)
 
 
 def resolve_unroll(unroll: int | bool | None, num_steps: int) -> int:
-  """The `lax.scan` unroll factor used for `num_steps` SGLD steps.
+  """The `lax.scan` unroll factor for `num_steps` SGLD steps (`num_steps` means no loop at all).
 
   `None` picks per backend (`jax.default_backend()` at trace time): a full unroll on CPU, 1
   (a rolled loop) elsewhere. XLA:CPU runs convolutions inside while loops (a rolled `lax.scan`
   or `lax.fori_loop`) slower than the same convolutions at top level (a known, open XLA:CPU
-  problem: jax-ml/jax#12868). Measured with `experiments/bench_sgld_unroll.py` (3-layer conv
-  net 3->32->64->64 channels, 32x32x3 inputs, batch 64, K = 20, float32, 2 CPU cores shared
-  with other jobs; median wall time per call):
+  problem: jax-ml/jax#12868). Measured on a 3-layer conv net (3->32->64->64 channels, 32x32x3
+  inputs, batch 64, K = 20, float32, 2 CPU cores shared with other jobs; median wall time per
+  call; the benchmark's `--sgld_unrolls=1` times the same comparison on the real train step):
 
     load ~2   sgld_sample  unroll=1:  compile 0.96 s, run 1.25 s
                            unroll=20: compile 3.47 s, run 0.78 s
@@ -161,7 +161,8 @@ def sgld_sample(apply_fn: ApplyFn, params: Any, x_init: jax.Array, key: jax.Arra
     noise_std: sigma >= 0, the standard deviation of the Gaussian noise added per step.
     clip: None (default, as JEM: no clipping), or `(lo, hi)` to clip the samples after every
       step (projected SGLD).
-    unroll: `lax.scan` unroll factor; None picks it per backend (see `resolve_unroll`).
+    unroll: `lax.scan` unroll factor; None picks it per backend (see `resolve_unroll`). A full
+      unroll (always the case for K = 1) is traced as straight-line code, without a loop.
 
   Returns:
     `[B, H, W, C]` samples, same dtype as `x_init`, with gradients stopped.
@@ -188,7 +189,15 @@ def sgld_sample(apply_fn: ApplyFn, params: Any, x_init: jax.Array, key: jax.Arra
       x = jnp.clip(x, clip[0], clip[1])
     return x.astype(dtype), None
 
-  x, _ = jax.lax.scan(step, x0, jax.random.split(key, num_steps), unroll=unroll)
+  keys = jax.random.split(key, num_steps)
+  if unroll >= num_steps:
+    # Straight-line code: even a one-trip loop costs XLA:CPU its slower in-loop convolutions
+    # (K = 1 ran slower than a fully unrolled K = 5). Same keys, same numbers as the scan.
+    x = x0
+    for i in range(num_steps):
+      x, _ = step(x, keys[i])
+  else:
+    x, _ = jax.lax.scan(step, x0, keys, unroll=unroll)
   return jax.lax.stop_gradient(x)
 
 
@@ -407,8 +416,9 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
 
   Returns:
     `(loss, (aux, new_buffer))`; `aux` holds the batch means `ce`, `log_p_data`,
-    `log_p_samples`, the `logits [B, K]` of `x`, the per-example `energy_samples [B]`, and the
-    `buffer_indices [B]` the samples were drawn from and written to (local to the device).
+    `log_p_samples`, the `logits [B, K]` of `x`, the per-example `energy_samples [B]`, the
+    `buffer_indices [B]` the samples were drawn from and written to (local to the device), and
+    the `buffer_samples [B, H, W, C]` written there (so a caller can commit only those rows).
   """
   _checks.check_images(x)
   _checks.check_labels(y, jnp.shape(x)[0])
@@ -434,4 +444,5 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
   loss, aux = sgld_ebm_loss_from_samples(apply_fn, params, x, y, x_samples,
                                          x_unlabelled=x_unlabelled, axis_name=axis_name)
   aux["buffer_indices"] = indices
+  aux["buffer_samples"] = x_samples
   return loss, (aux, new_buffer)

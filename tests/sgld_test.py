@@ -373,6 +373,21 @@ def test_resolve_unroll():
   assert sgld.resolve_unroll(4, 20) == 4 and sgld.resolve_unroll(50, 20) == 20
 
 
+@pytest.mark.parametrize("num_steps", [1, 3])
+def test_a_full_unroll_is_straight_line_code_with_the_numbers_of_the_scan(num_steps):
+  params = quad_params()
+  x0 = jax.random.uniform(jax.random.key(1), (5,) + IMAGE_SHAPE, minval=-1, maxval=1)
+  key = jax.random.key(2)
+  sample = lambda unroll: (lambda p, x: sgld.sgld_sample(
+      quad_apply, p, x, key, num_steps=num_steps, step_size=0.1, noise_std=0.01, unroll=unroll))
+  jaxpr = str(jax.make_jaxpr(sample(num_steps))(params, x0))
+  assert "scan" not in jaxpr and "while" not in jaxpr
+  if num_steps > 1:
+    assert "scan" in str(jax.make_jaxpr(sample(1))(params, x0))
+  np.testing.assert_allclose(jax.jit(sample(num_steps))(params, x0),
+                             jax.jit(sample(1))(params, x0), rtol=1e-6, atol=1e-6)
+
+
 def test_bad_arguments_raise():
   params, x, y, buf = _loss_setup()
   key = jax.random.key(0)

@@ -1,7 +1,8 @@
 """The benchmark program: a tiny run on CPU writes complete figures for every objective.
 
 No timing thresholds: only that every timed objective has a positive median, a positive memory
-figure and FLOPs, and that the report files exist and agree with the JSON.
+figure and FLOPs, that the PyTorch peer's steps sit beside ours (or the report says why not),
+and that the report files exist and agree with the JSON.
 """
 
 import json
@@ -39,22 +40,42 @@ def tiny_run(tmp_path_factory):
 def test_every_objective_has_positive_time_memory_and_flops(tiny_run):
   _, results, _ = tiny_run
   expected = ["baseline", "ngebm"] + (["sgld_k1"] if "sgld" in objective_registry.names() else [])
-  rows = {r["name"]: r for r in results["steps"]}
+  rows = {r["name"]: r for r in results["steps"] if r["framework"] == "jax"}
   assert list(rows) == expected
   for name, r in rows.items():
     assert len(r["times_s"]) == 2 and all(t > 0 for t in r["times_s"]), name
     assert r["p10_s"] <= r["median_s"] <= r["p90_s"], name
     assert r["median_s"] > 0 and r["images_per_s"] > 0, name
     assert r["compile_s"] > 0 and r["memory"]["peak_bytes"] > 0, name
+    assert r["peak_memory_bytes"] == r["memory"]["peak_bytes"]  # CPU: XLA's plan
+    assert r["peak_memory_source"] == "xla_memory_analysis"
     assert r["flops"] > 0, name
     np.testing.assert_allclose(r["ratio_to_baseline"], r["median_s"] / rows["baseline"]["median_s"])
     assert r["mfu"] is None  # CPU: no peak FLOPs, no MFU
-  assert rows["baseline"]["target_ratio"] is None and rows["ngebm"]["target_ratio"] == 2.5
+  assert rows["baseline"]["target_ratio"] is None and rows["ngebm"]["target_ratio"] == 2.0
   if "sgld_k1" in rows:
-    assert rows["sgld_k1"]["target_ratio"] == pytest.approx(1.65)
+    assert rows["sgld_k1"]["target_ratio"] == pytest.approx(4.9 - 4 * 7 / 15)
     # The replay buffer (64 images of 32x32x3 float32, split over the devices) is in the state.
     assert rows["sgld_k1"]["memory"]["argument_bytes"] > rows["baseline"]["memory"][
         "argument_bytes"]
+
+
+def test_pytorch_steps_sit_beside_ours_or_the_report_says_why_not(tiny_run):
+  output, results, _ = tiny_run
+  peer = results["pytorch"]
+  ours = {r["name"]: r for r in results["steps"] if r["framework"] == "jax"}
+  theirs = {r["name"]: r for r in results["steps"] if r["framework"] == "pytorch"}
+  table = (output / "benchmark.md").read_text()
+  if not peer["available"]:  # this environment has no torch: the JAX side ran alone
+    assert not theirs and "torch" in peer["reason"]
+    assert f"PyTorch peer: not run ({peer['reason']})" in table
+    return
+  assert list(theirs) == list(ours)  # the same names, one PyTorch step per step of ours
+  for name, r in theirs.items():
+    assert len(r["times_s"]) == 2 and r["median_s"] > 0 and np.isfinite(r["loss_first"])
+    np.testing.assert_allclose(ours[name]["ratio_to_pytorch"],
+                               ours[name]["median_s"] / r["median_s"])
+  assert "## Ours beside PyTorch" in table
 
 
 def test_end_to_end_run_stops_at_the_step_cap(tiny_run):
@@ -71,6 +92,7 @@ def test_report_files(tiny_run):
   table = (output / "benchmark.md").read_text()
   for r in results["steps"]:
     assert f"| {r['name']} |" in table and f"| {r['name']} |" in stdout
+  assert f"{results['environment']['load_average_start'][0]:.2f}" in table
 
 
 def test_variants_and_targets():
@@ -82,7 +104,16 @@ def test_variants_and_targets():
     variants, _ = step_programs.make_variants(config, ["sgld"], sgld_steps=[5, 20])
     assert [(v.name, v.config.sgld.num_steps) for v in variants] == [("sgld_k5", 5),
                                                                       ("sgld_k20", 20)]
-  assert benchmark.target_ratio("sgld", 20) == pytest.approx(14.0)
+    variants, _ = step_programs.make_variants(config, ["sgld"], sgld_steps=[5], sgld_unrolls=[1])
+    assert [(v.name, v.config.sgld.unroll, v.canonical) for v in variants] == [
+        ("sgld_k5", None, True), ("sgld_k5_unroll1", 1, False)]
+  assert benchmark.target_ratio("sgld", 20) == pytest.approx(11.9)
+  assert benchmark.target_ratio("sgld", 5) == pytest.approx(4.9)
+  variants, _ = step_programs.make_variants(config, ["ngebm"],
+                                            ngebm_grad_modes=["reverse_over_reverse"])
+  assert [(v.name, v.config.ngebm.grad_mode, v.canonical) for v in variants] == [
+      ("ngebm", "forward_over_reverse", True),
+      ("ngebm_reverse_over_reverse", "reverse_over_reverse", False)]
   assert xla_costs.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
   assert xla_costs.peak_flops("TPU v5 lite", "bfloat16") == 197e12
   assert xla_costs.peak_flops("cpu", "float32") is None
@@ -119,3 +150,32 @@ def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count(noise_
   assert flops[1]["flops_xla"] < 0.7 * flops[3]["flops_xla"]  # 2 of 3 Langevin steps uncounted
   assert flops[3]["flops"] == flops[3]["flops_xla"]
   np.testing.assert_allclose(flops[1]["flops"], flops[3]["flops"], rtol=rtol)
+
+
+def test_the_gpu_command_runs_its_grid_on_cpu_with_a_tiny_model(tmp_path):
+  # `make bench-gpu`'s command (Makefile) with the tiny config, two batches x two dtypes, one
+  # objective: each setting's report, the grid table and a profiler trace.
+  output = tmp_path / "grid"
+  command = [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark_tiny.py",
+             f"--output={output}", "--batch_sizes=8,16", "--dtypes=float32,bfloat16",
+             "--objectives=baseline", "--steps=1", "--warmup=1", "--end_to_end_accuracy=-1",
+             "--nocomponents", "--nopytorch", f"--profile_dir={output / 'trace'}"]
+  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, PYTHONPATH=ROOT))
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(output / "benchmark_grid.json") as f:
+    settings = json.load(f)["settings"]
+  assert [(s["setup"]["batch_size"], s["setup"]["dtype"]) for s in settings] == [
+      (8, "float32"), (8, "bfloat16"), (16, "float32"), (16, "bfloat16")]
+  grid = (output / "benchmark.md").read_text()
+  for s in settings:
+    (row,) = s["steps"]
+    assert row["median_s"] > 0 and row["images_per_s"] > 0 and row["compile_s"] > 0
+    assert row["peak_memory_bytes"] > 0 and row["mfu"] is None  # no peak FLOPs for a CPU
+    tag = f"b{s['setup']['batch_size']}_{s['setup']['dtype']}"
+    assert (output / tag / "benchmark.json").exists()
+    assert f"| {s['setup']['batch_size']} | {s['setup']['dtype']} | baseline |" in grid
+    assert list((output / "trace" / tag).rglob("*.xplane.pb"))
+  # bfloat16 steps keep less in memory than float32 ones at the same batch
+  assert settings[1]["steps"][0]["peak_memory_bytes"] < settings[0]["steps"][0][
+      "peak_memory_bytes"]

@@ -1,8 +1,14 @@
-"""The benchmark's report: `benchmark.json`, `benchmark.md` (Markdown tables), `benchmark.png`."""
+"""The benchmark's report: `benchmark.json`, `benchmark.md` (Markdown tables), `benchmark.png`.
+
+`benchmark.json` holds one entry of `steps` per timed step and framework (`"framework"`: `"jax"`
+for ours, `"pytorch"` for the peer's step of the same `name`); `benchmark.md` shows ours, then
+PyTorch's beside ours with their ratios.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -14,24 +20,95 @@ def _mib(value) -> str:
   return _fmt(value / 2**20 if value is not None else None, ".1f")
 
 
+def _ours(results: dict) -> list[dict]:
+  return [r for r in results["steps"] if r.get("framework", "jax") == "jax"]
+
+
+def _load(values) -> str:
+  return " / ".join(f"{x:.2f}" for x in values) if values else "unknown"
+
+
+def _pytorch_lines(results: dict) -> list[str]:
+  peer = results.get("pytorch") or {}
+  if not peer.get("available"):
+    return [f"PyTorch peer: not run ({peer.get('reason', 'not requested')}).", ""]
+  theirs = {r["name"]: r for r in results["steps"] if r.get("framework") == "pytorch"}
+  lines = ["## Ours beside PyTorch (same run, round-robin, step by step)", "",
+           f"PyTorch {peer.get('torch_version')} ({peer.get('threads')} threads, eager, "
+           "float32), the reference's steps written in PyTorch from the same initial "
+           "parameters and batch: the baseline, NG-EBM by double backward, JEM with its replay "
+           "buffer and three forward passes. Each PyTorch step ran right after ours of the same "
+           "name.", "",
+           "| step | ours ms (p10-p90) | PyTorch ms (p10-p90) | ours / PyTorch | ours x baseline "
+           "| PyTorch x baseline |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+  for r in _ours(results):
+    t = theirs.get(r["name"])
+    if t is None:
+      continue
+    lines.append(
+        f"| {r['name']} | {1e3 * r['median_s']:.1f} ({1e3 * r['p10_s']:.0f}-"
+        f"{1e3 * r['p90_s']:.0f}) | {1e3 * t['median_s']:.1f} ({1e3 * t['p10_s']:.0f}-"
+        f"{1e3 * t['p90_s']:.0f}) | **{r['ratio_to_pytorch']:.2f}** | "
+        f"{_fmt(r.get('ratio_to_baseline'), '.2f')} | {_fmt(t.get('ratio_to_baseline'), '.2f')} |")
+  if peer.get("skipped"):
+    lines.append("")
+    lines.append("No PyTorch step for: " + "; ".join(
+        f"{k} ({v})" for k, v in peer["skipped"].items()) + ".")
+  lines.append("")
+  return lines
+
+
+def _component_lines(comps: dict) -> list[str]:
+  pieces = ("forward", "input_grad", "param_grad", "ngebm_grad")
+  lines = ["## Where the time goes (one device's batch, jitted, median; no optimizer update)", "",
+           "| piece | ours ms | PyTorch ms |", "| --- | ---: | ---: |"]
+  for k in pieces:
+    if k in comps:
+      lines.append(f"| {k} | {1e3 * comps[k]:.1f} | "
+                   f"{_fmt(1e3 * comps[f'pytorch_{k}'] if f'pytorch_{k}' in comps else None, '.1f')}"
+                   " |")
+  lines += [f"| {k} | {1e3 * v:.1f} | – |" for k, v in comps.items()
+            if k not in pieces and not k.startswith("pytorch_")]
+  lines += ["", "forward: logits. input_grad: d log p~(x)/dx, one SGLD step (forward + backward "
+            "to the input). param_grad: the cross-entropy's parameter gradient, a baseline step "
+            "without the optimizer (forward + backward to the input + weight gradients). "
+            "ngebm_grad: the NG-EBM loss and its parameter gradient. So input_grad - forward is "
+            "the backward pass through the activations and param_grad - input_grad the "
+            "weight-gradient convolutions.", ""]
+  return lines
+
+
+def _fit_lines(fit: list[dict]) -> list[str]:
+  lines = ["## Largest batch within the memory budget (XLA's plan of the compiled step)", "",
+           "| objective | budget GiB | largest batch | its step MiB | compiled on |",
+           "| --- | ---: | ---: | ---: | --- |"]
+  for f in fit:
+    lines.append(f"| {f['objective']} | {f['budget_gib']:.1f} | {f['batch_size']} | "
+                 f"{_mib(f['peak_bytes'])} | {f['backend']} ({f['device_kind']}) |")
+  lines += ["", "Batches are multiples of the step given; per device. Compiled on a CPU, the "
+            "figure estimates a GPU's (same weights, optimizer state and saved activations; "
+            "another compiler's temporaries).", ""]
+  return lines
+
+
 def markdown(results: dict) -> str:
-  """The results as Markdown: set-up, step table, ratios, components and end-to-end table."""
+  """The results as Markdown: set-up, step table, PyTorch beside ours, components, end to end."""
   env, setup = results["environment"], results["setup"]
-  load = env.get("load_average_start")
   lines = [
       f"# Train-step benchmark: {setup['model']}, batch {setup['batch_size']}, {setup['dtype']}",
       "",
       f"{env['backend']} ({env['device_kind']}) x {env['device_count']}, JAX "
-      f"{env['jax_version']}, {env['cpu_count']} CPU cores, load average at start "
-      f"{' / '.join(f'{x:.2f}' for x in load) if load else 'unknown'}; {env['time_utc']}. "
+      f"{env['jax_version']}, {env['cpu_count']} CPU cores, load average (1 / 5 / 15 min) at "
+      f"start {_load(env.get('load_average_start'))}, after the steps "
+      f"{_load(env.get('load_average_after_steps'))}; {env['time_utc']}. "
       f"Median of {setup['steps']} timed steps per objective (round-robin, after "
       f"{setup['warmup']} warm-up step), spread p10-p90.",
       "",
       "| objective | compile s | median ms | p10-p90 ms | images/s | x baseline | target | "
-      "step memory MiB | allocator peak MiB | GFLOP/step | MFU |",
+      "x PyTorch | peak memory MiB | GFLOP/step | MFU |",
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ]
-  for r in results["steps"]:
+  for r in _ours(results):
     target = "–"
     if r.get("target_ratio"):
       target = f"<= {r['target_ratio']:.2f}x " + ("(met)" if r["meets_target"] else "(missed)")
@@ -40,32 +117,34 @@ def markdown(results: dict) -> str:
         f"| {r['name']} | {r['lower_s'] + r['compile_s']:.1f} | {1e3 * r['median_s']:.1f} | "
         f"{1e3 * r['p10_s']:.1f}-{1e3 * r['p90_s']:.1f} | {_fmt(r['images_per_s'], '.0f')} | "
         f"{_fmt(r.get('ratio_to_baseline'), '.2f')} | {target} | "
-        f"{_mib(r['memory'].get('peak_bytes'))} | {_mib(r.get('allocator_peak_bytes'))} | "
+        f"{_fmt(r.get('ratio_to_pytorch'), '.2f')} | {_mib(r.get('peak_memory_bytes'))} | "
         f"{_fmt(flops / 1e9 if flops else None, '.1f')} | "
         f"{_fmt(100 * r['mfu'] if r.get('mfu') is not None else None, '.1f')}"
         + ("%" if r.get("mfu") is not None else "") + " |")
   lines.append("")
-  if results["ratios"].get("sgld_k20_over_ngebm"):
+  ratios = results["ratios"]
+  if ratios.get("sgld_k20_over_ngebm"):
     lines.append(f"SGLD-EBM (K = 20) / NG-EBM step time: "
-                 f"**{results['ratios']['sgld_k20_over_ngebm']:.2f}x**.")
-    lines.append("")
+                 f"**{ratios['sgld_k20_over_ngebm']:.2f}x**.")
+  if ratios.get("sgld_k1_over_k5"):
+    lines.append(f"SGLD-EBM K = 1 / K = 5 step time: **{ratios['sgld_k1_over_k5']:.2f}x**.")
+  lines.append("")
   if results.get("skipped"):
     lines.append(f"Not registered in this version, skipped: {', '.join(results['skipped'])}.")
     lines.append("")
-  lines.append("Compile s = lowering + XLA compilation. Step memory: what XLA plans for one step "
-               "(arguments + outputs - donated + temporaries, from XLA's memory analysis; per "
-               "device). Allocator peak: the process's "
-               "high-water mark after the objective's warm-up (GPU/TPU only; objectives are "
-               "warmed up in table order, so it is an upper bound). FLOPs: XLA's cost analysis "
-               "per device (rolled SGLD loops corrected). MFU: FLOPs / median step / the "
-               "device's dense peak, for known accelerators only.")
+  lines.append("Compile s = lowering + XLA compilation. Peak memory per device: the allocator's "
+               "high-water mark with only that objective's state in memory (GPU/TPU), else "
+               "what XLA plans for one step (arguments + outputs - donated + temporaries, from "
+               "its memory analysis; CPU). FLOPs: XLA's cost analysis per device (rolled SGLD "
+               "loops corrected). MFU: FLOPs / median step / the device's dense peak, for known "
+               "accelerators only. Targets: NG-EBM <= 2x the baseline step; SGLD-EBM <= the "
+               "PyTorch reference's own ratios on a 2-core CPU (4.9x at K = 5, 11.9x at K = 20).")
   lines.append("")
-  comps = results.get("components_s")
-  if comps:
-    lines += ["## Where the time goes (one device's batch, jitted, median)", "",
-              "| piece | ms |", "| --- | ---: |"]
-    lines += [f"| {k} | {1e3 * v:.1f} |" for k, v in comps.items()]
-    lines.append("")
+  lines += _pytorch_lines(results)
+  if results.get("components_s"):
+    lines += _component_lines(results["components_s"])
+  if results.get("memory_fit"):
+    lines += _fit_lines(results["memory_fit"])
   e2e = results.get("end_to_end")
   if e2e and e2e["runs"]:
     lines += [f"## End to end: training time to {100 * e2e['target_accuracy']:.0f}% "
@@ -85,9 +164,33 @@ def markdown(results: dict) -> str:
   return "\n".join(lines)
 
 
+def grid_markdown(all_results: Sequence[dict]) -> str:
+  """One table across settings (batch x dtype): median step, images/s, MFU, memory, compile."""
+  first = all_results[0]
+  env = first["environment"]
+  lines = [f"# Train-step benchmark grid: {first['setup']['model']}", "",
+           f"{env['backend']} ({env['device_kind']}) x {env['device_count']}, JAX "
+           f"{env['jax_version']}; {env['time_utc']}. Each setting's full report is in "
+           "`b<batch>_<dtype>/benchmark.md`.", "",
+           "| batch | dtype | objective | median ms | images/s | x baseline | MFU | "
+           "peak memory MiB | compile s |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | "
+           "---: | ---: |"]
+  for results in all_results:
+    setup = results["setup"]
+    for r in _ours(results):
+      lines.append(
+          f"| {setup['batch_size']} | {setup['dtype']} | {r['name']} | "
+          f"{1e3 * r['median_s']:.1f} | {_fmt(r['images_per_s'], '.0f')} | "
+          f"{_fmt(r.get('ratio_to_baseline'), '.2f')} | "
+          f"{_fmt(100 * r['mfu'] if r.get('mfu') is not None else None, '.1f')} | "
+          f"{_mib(r.get('peak_memory_bytes'))} | {r['lower_s'] + r['compile_s']:.1f} |")
+  lines.append("")
+  return "\n".join(lines)
+
+
 def plot(results: dict, path: str) -> None:
   """Bar plot of median step times (p10-p90 whiskers) and, if run, end-to-end seconds."""
-  rows = results["steps"]
+  rows = _ours(results)
   e2e = results.get("end_to_end")
   panels = 2 if e2e and e2e["runs"] else 1
   fig, axes = reporting.new_figure(panels, squeeze=False)
@@ -98,6 +201,10 @@ def plot(results: dict, path: str) -> None:
                   [1e3 * (r["p90_s"] - r["median_s"]) for r in rows]])
   x = np.arange(len(rows))
   ax.bar(x, med, yerr=err, capsize=3, color="#4c72b0", label="ours (median, p10-p90)")
+  theirs = [(i, 1e3 * r["pytorch_median_s"]) for i, r in enumerate(rows)
+            if r.get("pytorch_median_s")]
+  if theirs:
+    ax.scatter(*zip(*theirs), marker="o", color="#dd8452", zorder=3, label="PyTorch (median)")
   base = next((r for r in rows if r["name"] == "baseline"), None)
   targets = [(i, 1e3 * r["target_ratio"] * base["median_s"]) for i, r in enumerate(rows)
              if base and r.get("target_ratio")]
@@ -127,6 +234,15 @@ def plot(results: dict, path: str) -> None:
                   "(red: not reached, s of the capped run)")
     ax.tick_params(axis="x", rotation=45)
   reporting.save_figure(fig, path, dpi=120)
+
+
+def write_grid_report(all_results: Sequence[dict], output: str) -> dict[str, str]:
+  """Writes `benchmark_grid.json` (every setting's results) and `benchmark.md` (the grid)."""
+  paths = {"json": os.path.join(os.fspath(output), "benchmark_grid.json"),
+           "md": os.path.join(os.fspath(output), "benchmark.md")}
+  reporting.write_json(paths["json"], {"settings": list(all_results)})
+  reporting.write_text(paths["md"], grid_markdown(all_results) + "\n")
+  return paths
 
 
 def write_report(results: dict, output: str) -> dict[str, str]:

@@ -29,23 +29,44 @@ DEFAULT_SGLD_STEPS = (1, 5, 10, 20, 40)
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  """One timed train step: an objective, and for SGLD its chain length K."""
-  name: str  # "baseline", "ngebm", "sgld_k20", ...
+  """One timed train step: an objective, and for SGLD its chain length K.
+
+  `canonical` is False for a variant that differs from the config's own step only in how it
+  computes the same thing (another NG-EBM `grad_mode`, another SGLD `unroll`).
+  """
+  name: str  # "baseline", "ngebm", "sgld_k20", "ngebm_reverse_over_reverse", "sgld_k20_unroll1"
   objective: str
   config: ml_collections.ConfigDict
   sgld_steps: int | None = None
+  canonical: bool = True
 
 
 def make_variants(config, objective_names: Sequence[str],
-                  sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS,
+                  sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, *,
+                  ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
                   ) -> tuple[list[Variant], list[str]]:
   """The variants of `config` to time, and the requested objectives that are not registered.
 
   `config.objective` is replaced by each name in turn; "sgld" becomes one variant per K in
-  `sgld_steps` (`config.sgld.num_steps = K`). Everything else stays as in `config`.
+  `sgld_steps` (`config.sgld.num_steps = K`). Everything else stays as in `config`, except:
+  `ngebm_grad_modes` adds an "ngebm_<mode>" variant per mode other than the config's, and
+  `sgld_unrolls` adds an "sgld_k<K>_unroll<u>" variant per unroll factor u and K (same
+  numbers, another loop structure): the two forms of the Approximate Mass gradient, and a
+  rolled against an unrolled chain, timed in the same run.
   """
   available = objective_registry.names()
   variants, skipped = [], []
+
+  def add(name, objective, k=None, canonical=True, **changes):
+    c = config.copy_and_resolve_references()
+    c.objective = objective
+    if k is not None:
+      c.sgld.num_steps = int(k)
+    for field, value in changes.items():
+      section, key = field.split(".")
+      c[section][key] = value
+    variants.append(Variant(name, objective, c, k, canonical))
+
   for name in objective_names:
     if name not in available:
       skipped.append(name)
@@ -56,14 +77,18 @@ def make_variants(config, objective_names: Sequence[str],
       for k in sgld_steps:
         if int(k) < 1:
           raise ValueError(f"sgld_steps must be >= 1; got {k}.")
-        c = config.copy_and_resolve_references()
-        c.objective = "sgld"
-        c.sgld.num_steps = int(k)
-        variants.append(Variant(f"sgld_k{int(k)}", "sgld", c, int(k)))
+        add(f"sgld_k{int(k)}", "sgld", k)
+        for u in sgld_unrolls:
+          if int(u) < 1:
+            raise ValueError(f"sgld_unrolls must be >= 1; got {u}.")
+          add(f"sgld_k{int(k)}_unroll{int(u)}", "sgld", k, canonical=False,
+              **{"sgld.unroll": int(u)})
     else:
-      c = config.copy_and_resolve_references()
-      c.objective = name
-      variants.append(Variant(name, name, c))
+      add(name, name)
+      if name == "ngebm":
+        for mode in ngebm_grad_modes:
+          if mode != config.ngebm.grad_mode:
+            add(f"ngebm_{mode}", "ngebm", canonical=False, **{"ngebm.grad_mode": mode})
   if skipped:
     logging.warning("Objectives not registered in this version, skipped: %s (available: %s).",
                     skipped, available)

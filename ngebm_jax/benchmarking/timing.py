@@ -9,28 +9,58 @@ from __future__ import annotations
 
 import datetime
 import functools
-import math
 import os
 import platform
 import time
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.benchmarking.xla_costs import allocator_peak_bytes
+from ngebm_jax.benchmarking.xla_costs import memory_figures
 from ngebm_jax.energy import log_density_input_grad
+from ngebm_jax.training import spmd
+
 
 def _block(tree):
   return jax.block_until_ready(tree)
 
 
+def allocator_peaks(programs: Sequence[StepProgram], batches: Sequence[dict], *, warmup: int,
+                    devices) -> list[dict]:
+  """Each program's allocator high-water mark, measured with only its own state in memory.
+
+  The device allocators keep one process-lifetime peak (`allocator_peak_bytes`), which cannot
+  be reset; so the programs run one at a time, in increasing order of XLA's planned step
+  memory, each freeing its state before the next starts. A program whose run raised the mark
+  has its own peak (`allocator_peak_exact`); otherwise its peak is at most the figure given.
+  Empty dicts on backends without allocator statistics (CPU).
+  """
+  if allocator_peak_bytes(devices) is None:
+    return [{} for _ in programs]
+  planned = [memory_figures(p.compiled).get("peak_bytes", 0) for p in programs]
+  peaks = [{} for _ in programs]
+  for i in sorted(range(len(programs)), key=lambda i: planned[i]):
+    before = allocator_peak_bytes(devices)
+    state = programs[i].init_state()
+    for _ in range(max(warmup, 1)):
+      state, metrics = _block(programs[i].compiled(state, batches[i]))
+    after = allocator_peak_bytes(devices)
+    del state, metrics
+    peaks[i] = {"allocator_peak_bytes": after, "allocator_peak_exact": after > before}
+  return peaks
+
+
 def step_benchmark(programs: Sequence[StepProgram], batches: Sequence[dict], *, steps: int,
-                   warmup: int = 1, devices=None) -> list[dict]:
+                   warmup: int = 1, devices=None, peer=None) -> list[dict]:
   """Times every program `steps` times, round-robin, after `warmup` untimed calls each.
+
+  With a `peer` (`pytorch_peer.PytorchPeer`), every call of a program whose name the peer
+  knows is followed by one PyTorch step of that name, timed in the worker, so both sides see
+  the same load.
 
   Args:
     programs: compiled steps (`build_step`).
@@ -39,34 +69,63 @@ def step_benchmark(programs: Sequence[StepProgram], batches: Sequence[dict], *, 
     steps: timed calls per program.
     warmup: untimed calls per program before timing (the first call initializes buffers).
     devices: devices whose allocator peaks are read (default: the local devices).
+    peer: a started PyTorch peer, or None.
 
   Returns:
-    One dict per program: `times_s` and the allocator's peak after its warm-up.
+    One dict per program: `times_s`, `first_call_s`, `final_step`, the allocator's peak
+    (`allocator_peaks`; GPU/TPU), and for a program the peer runs, `pytorch`: its `times_s`,
+    `losses` and `first_call_s`.
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1; got {steps}.")
   devices = devices if devices is not None else jax.local_devices()
-  states, rows = [], []
-  # Warm-up program by program, in order: the allocator's high-water mark after each one is an
-  # upper bound of that program's peak (exact for the first one and any that raises the mark).
-  for program, batch in zip(programs, batches):
+  peer_names = set(peer.names) if peer is not None else set()
+  rows = allocator_peaks(programs, batches, warmup=warmup, devices=devices)
+  states = []
+  for program, batch, row in zip(programs, batches, rows):
     state = program.init_state()
     t0 = time.perf_counter()
     for _ in range(max(warmup, 0)):
       state, metrics = _block(program.compiled(state, batch))
-    first_s = (time.perf_counter() - t0) / max(warmup, 1) if warmup > 0 else None
+    row.update(times_s=[], first_call_s=(time.perf_counter() - t0) / warmup if warmup > 0
+               else None)
     states.append(state)
-    rows.append({"times_s": [], "first_call_s": first_s,
-                 "allocator_peak_bytes": allocator_peak_bytes(devices)})
+    if program.variant.name in peer_names:
+      first = [peer.step(program.variant.name) for _ in range(max(warmup, 0))]
+      row["pytorch"] = {"times_s": [], "losses": [],
+                        "first_call_s": first[0][0] if first else None}
   for _ in range(steps):
     for i, (program, batch) in enumerate(zip(programs, batches)):
       t0 = time.perf_counter()
       states[i], metrics = _block(program.compiled(states[i], batch))
       rows[i]["times_s"].append(time.perf_counter() - t0)
+      if "pytorch" in rows[i]:
+        seconds, loss = peer.step(program.variant.name)
+        rows[i]["pytorch"]["times_s"].append(seconds)
+        rows[i]["pytorch"]["losses"].append(loss)
     del metrics
   for row, state in zip(rows, states):
     row["final_step"] = int(state.step)
   return rows
+
+
+def profile_steps(programs: Sequence[StepProgram], batches: Sequence[dict], logdir: str, *,
+                  steps: int = 3) -> str:
+  """Writes a profiler trace (TensorBoard / Perfetto) of `steps` calls of every program.
+
+  Each program runs once untraced first, so the trace holds no compilation or first-call work.
+  Returns `logdir`.
+  """
+  states = []
+  for program, batch in zip(programs, batches):
+    state, _ = _block(program.compiled(program.init_state(), batch))
+    states.append(state)
+  with jax.profiler.trace(logdir):
+    for i, (program, batch) in enumerate(zip(programs, batches)):
+      with jax.profiler.TraceAnnotation(program.variant.name):
+        for _ in range(steps):
+          states[i], _ = _block(program.compiled(states[i], batch))
+  return logdir
 
 
 def summarize_times(times_s: Sequence[float], global_batch: int) -> dict:
@@ -83,34 +142,32 @@ def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: i
                     extra: dict[str, Callable[[], Any]] | None = None) -> dict[str, float]:
   """Median seconds of the pieces of the train steps, jitted, on one device's batch `x, y`.
 
-  Timed round-robin with the zero-argument callables of `extra` (e.g. a whole train step), so
-  that pieces and steps see the same load.
+  Timed round-robin with the zero-argument callables of `extra` (a whole train step, the
+  PyTorch peer's pieces), so that all see the same load. No optimizer update in any piece.
 
-  - `forward`: logits.
-  - `param_grad`: value and parameter gradient of the cross-entropy (the baseline step's
-    network work, without the optimizer).
+  - `forward`: logits (F).
   - `input_grad`: `d log p~(x)/dx` with the parameters constant: one SGLD step, and the first
-    half of NG-EBM's forward-over-reverse penalty.
-  - `jvp`: logits and their directional derivative along an input direction.
-  - `jvp_param_grad`: parameter gradient through the `jvp` (NG-EBM's second half).
+    half of NG-EBM's penalty (F + the backward pass to the input, B_in).
+  - `param_grad`: value and parameter gradient of the cross-entropy, the baseline step's
+    network work (F + B_in + the weight-gradient convolutions, B_w).
+  - `ngebm_grad`: value and parameter gradient of the NG-EBM loss (`ngebm_loss`, default mode).
+
+  Differences give the backward convolutions: `input_grad - forward` is B_in, `param_grad -
+  input_grad` is B_w (less the first layer's input gradient).
   """
   apply_fn = model_fns.apply_fn
-  u = jnp.ones_like(x) / math.sqrt(x[0].size)
   # Arrays are arguments, not closed-over constants, so XLA compiles what a train step runs.
-  args = (params, x, y, u)
-
-  def jvp_scalar(p, x, u):
-    logits, tangent = jax.jvp(lambda x_: apply_fn(p, x_), (x,), (u,))
-    return jnp.sum(jax.nn.softmax(logits.astype(jnp.float32)) * tangent.astype(jnp.float32))
-
+  args = (params, x, y)
+  # Compiled as the train step is (the same XLA options), so the pieces add up to its work.
+  jit = functools.partial(jax.jit, compiler_options=spmd.compiler_options())
+  value_and_grad = lambda loss: jit(jax.value_and_grad(
+      lambda p, x, y: loss(apply_fn, p, x, y)[0]))
   fns = {
-      "forward": jax.jit(lambda p, x, y, u: apply_fn(p, x)),
-      "param_grad": jax.jit(jax.grad(
-          lambda p, x, y, u: objectives_lib.cross_entropy_loss(apply_fn, p, x, y)[0])),
-      "input_grad": jax.jit(lambda p, x, y, u: log_density_input_grad(
+      "forward": jit(lambda p, x, y: apply_fn(p, x)),
+      "input_grad": jit(lambda p, x, y: log_density_input_grad(
           apply_fn, jax.lax.stop_gradient(p), x)[0]),
-      "jvp": jax.jit(lambda p, x, y, u: jax.jvp(lambda x_: apply_fn(p, x_), (x,), (u,))),
-      "jvp_param_grad": jax.jit(lambda p, x, y, u: jax.grad(jvp_scalar)(p, x, u)),
+      "param_grad": value_and_grad(objectives_lib.cross_entropy_loss),
+      "ngebm_grad": value_and_grad(objectives_lib.ngebm_loss),
   }
   calls = {name: functools.partial(fn, *args) for name, fn in fns.items()}
   calls.update(extra or {})

@@ -8,7 +8,8 @@ Each entry turns the config and the model into a per-device loss
 that the SPMD train step differentiates. The math lives in `ngebm_jax.objectives` (and
 `ngebm_jax.sgld`, `ngebm_jax.focus`); this module only binds config values to it.
 `objective_state` is what an objective carries between steps (SGLD's replay buffer slice); its
-leaves are split over the `data` axis along their first dimension.
+leaves are split over the `data` axis along their first dimension. A loss may return, for such a
+table, only the rows it changed (`spmd.RowUpdate`), which the train step writes in place.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from ngebm_jax import focus as focus_lib
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax import sgld as sgld_lib
+from ngebm_jax.training import spmd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,10 @@ def _sgld(config, model_fns) -> Objective:
     metrics["energy_samples_mean"] = objectives_lib.global_mean(e, axis_name)
     metrics["energy_samples_min"] = jax.lax.pmin(jnp.min(e), axis_name) if axis_name else e.min()
     metrics["energy_samples_max"] = jax.lax.pmax(jnp.max(e), axis_name) if axis_name else e.max()
-    return loss, (metrics, {"replay_buffer": buffer})
+    del buffer  # only the drawn rows change: the step commits them in place (spmd.RowUpdate)
+    rows = spmd.RowUpdate(aux["buffer_indices"],
+                          sgld_lib.ReplayBuffer(samples=aux["buffer_samples"]))
+    return loss, (metrics, {"replay_buffer": rows})
 
   return Objective(loss_fn, init_state)
 

@@ -8,6 +8,10 @@ state (a replay buffer) are split over `data`. The same code runs on one CPU, 8 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +48,42 @@ def host_to_global(mesh, local_batch: dict) -> dict:
           for k, v in local_batch.items()}
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["indices", "rows"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class RowUpdate:
+  """New values for a few rows of a piece of objective state, in place of the whole new piece.
+
+  An objective returns `RowUpdate(indices, rows)` where its state holds a large table of which a
+  step changes a few rows (SGLD's replay buffer: B of N samples): `rows` has the structure of
+  that piece of state, each leaf with the drawn rows `[B, ...]` for the slots `indices [B]` of
+  the leaf's first axis. The train step then reads and writes only those rows (`commit`), so
+  the donated table is updated in place instead of copied. A slot listed twice keeps one of its
+  rows (unspecified which), as `x.at[indices].set(rows)` does.
+  """
+  indices: jax.Array
+  rows: Any
+
+
+def commit(old: Any, new: Any, accept: jax.Array) -> Any:
+  """The objective state after a step: `new` where `accept` (a scalar bool), else `old`.
+
+  `new` has the structure of `old`, except that a subtree may be a `RowUpdate`: those rows are
+  written when `accept`, and their old values written back otherwise, so the guard touches B
+  rows of the table instead of selecting between two copies of all of it. Other leaves are
+  selected whole (`where(accept, new, old)`).
+  """
+  def commit_piece(new_piece, old_piece):
+    if isinstance(new_piece, RowUpdate):
+      idx = new_piece.indices
+      return jax.tree.map(
+          lambda o, r: o.at[idx].set(jnp.where(accept, r.astype(o.dtype), o[idx])),
+          old_piece, new_piece.rows)
+    return jnp.where(accept, new_piece, old_piece)
+
+  return jax.tree.map(commit_piece, new, old, is_leaf=lambda t: isinstance(t, RowUpdate))
+
+
 def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name=AXIS,
                   max_abs_loss: float = float("inf")):
   """The per-device step: `(state, batch) -> (state, metrics)`, with `axis_name` collectives.
@@ -52,7 +92,8 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
   mean leaves them unchanged; under `pmap` it is what makes them global). A step whose loss or
   gradients are not finite, or whose `|loss|` exceeds `max_abs_loss` (a finite blow-up: JEM's
   code stops at 1e8), is not applied: the state stays as it was (parameters, optimizer state
-  and objective state), and `metrics["finite"]` is 0, for the loop to stop or count.
+  and objective state; `commit`, row-wise for an objective's `RowUpdate`), and
+  `metrics["finite"]` is 0, for the loop to stop or count.
   """
 
   def step(state: TrainState, batch: dict):
@@ -68,12 +109,11 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (jnp.abs(loss) <= max_abs_loss)
     # A non-finite step must leave no trace on any device: `finite` is global (loss and grads
     # are), so every device keeps or drops the update together.
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = state.replace(
         step=state.step + 1,
-        params=keep(params, state.params),
-        opt_state=keep(opt_state, state.opt_state),
-        objective_state=keep(objective_state, state.objective_state))
+        params=commit(state.params, params, finite),
+        opt_state=commit(state.opt_state, opt_state, finite),
+        objective_state=commit(state.objective_state, objective_state, finite))
     metrics = dict(metrics, loss=loss, param_grad_norm=grad_norm,
                    finite=finite.astype(jnp.float32))
     return new_state, metrics
@@ -81,13 +121,42 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
   return step
 
 
+# XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK fusions by default. Their weight-gradient
+# convolutions (batch and spatial axes contracted, a 32x32 "kernel") ran 4-15x slower than
+# XLA's own convolution on 2 cores: one WRN-10-1 layer's took 264-548 ms against 37-48 ms, and
+# a whole WRN-10-1 train step (batch 64, round-robin, load ~10) 1124 ms against 587 ms, NG-EBM's
+# 2116 against 994 ms, SGLD-EBM K = 5's 5346 against 3387 ms. So the train step is compiled
+# without them on CPU.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.lru_cache(maxsize=None)
+def _options_accepted(backend: str, options: tuple) -> bool:
+  """Whether this jaxlib's compiler for `backend` takes `options` (they change across versions)."""
+  try:
+    x = jax.device_put(np.zeros((), np.float32), jax.devices(backend)[0])
+    jax.jit(lambda x: x + 1).lower(x).compile(compiler_options=dict(options))
+  except Exception:  # pylint: disable=broad-except  # an older or newer XLA without the flag
+    return False
+  return True
+
+
+def compiler_options(backend: str | None = None) -> dict | None:
+  """XLA options for the train step on `backend` (default: JAX's), or None: XLA's defaults."""
+  backend = backend or jax.default_backend()
+  if backend == "cpu" and _options_accepted(backend, tuple(CPU_COMPILER_OPTIONS.items())):
+    return dict(CPU_COMPILER_OPTIONS)
+  return None
+
+
 def make_train_step(loss_fn, optimizer, mesh, state: TrainState, *,
                     max_abs_loss: float = float("inf")):
-  """Jitted, `shard_map`-ped train step over `mesh`, donating the state."""
+  """Jitted, `shard_map`-ped train step over `mesh`, donating the state (`compiler_options`)."""
   specs = state_specs(state)
   step = jax.shard_map(train_step_fn(loss_fn, optimizer, max_abs_loss=max_abs_loss), mesh=mesh,
                        in_specs=(specs, P(AXIS)), out_specs=(specs, P()))
-  return jax.jit(step, donate_argnums=0)
+  return jax.jit(step, donate_argnums=0,
+                 compiler_options=compiler_options(mesh.devices.flat[0].platform))
 
 
 def put_state(state: TrainState, mesh) -> TrainState:
