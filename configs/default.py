@@ -50,7 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
       num_train=10_000,
       num_validation=1_000, num_test=2_000,  # procedural data only (TFDS: the recipe's splits)
       augment=True,      # pad-4 reflect + random crop (+ flip)
-      flip=True,         # horizontal flips in the augmentation
+      # Horizontal flips in the augmentation; unset: the dataset's default (DatasetInfo.flip):
+      # flips, except for SVHN, whose digits a mirror changes (JEM flips CIFAR, not SVHN).
+      flip=config_dict.placeholder(bool),
       noise_std=0.03,    # Gaussian noise on every input, train and test
       num_workers=0,     # grain worker processes for augmentation
       poison_batch=-1,   # tests only: makes that batch NaN

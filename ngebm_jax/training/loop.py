@@ -125,10 +125,14 @@ def num_train_steps(config, num_train_examples: int) -> int:
 
 
 def train_iterator(config, source, *, seed_offset: int = 0):
-  """The stream of training batches of `config` (this process's slice of each global batch)."""
+  """The stream of training batches of `config` (this process's slice of each global batch).
+
+  Flips follow `config.dataset.flip`, or when it is unset the dataset's default (none for SVHN).
+  """
   d = config.dataset
+  flip = d.flip if d.flip is not None else data_lib.dataset_info(config).flip
   options = pipeline.PipelineOptions(
-      batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=d.flip,
+      batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=flip,
       noise_std=d.noise_std, num_workers=d.num_workers, seed=config.seed + seed_offset,
       poison_batch=d.poison_batch,
       unlabelled_batch=objective_registry.needs_unlabelled_batch(config))
