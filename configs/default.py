@@ -85,6 +85,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.max_restarts = 0
   config.allow_config_change = False
 
+  # The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
+  # variant trains from the same seed on the same data until `target_accuracy` on validation;
+  # accuracy and ECE are also read at `budget_s` seconds of training.
+  config.race = ml_collections.ConfigDict(dict(
+      objectives=("baseline", "ngebm", "sgld_k5", "sgld_k20"),  # timed variants to race
+      target_accuracy=0.3,  # validation accuracy to reach; <= 0 skips the race
+      budget_s=config_dict.placeholder(float),  # common training seconds; unset: none
+      max_steps=1200,       # caps per runner: steps, and training seconds (<= 0: none)
+      max_seconds=900.0,
+      eval_every=50))       # steps between validations (clock stopped)
+
   config.eval = ml_collections.ConfigDict(dict(
       evaluators=("classification", "calibration", "ood", "robustness"),
       batch_size=500,

@@ -27,6 +27,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from absl import logging
 from etils import epath
 
@@ -174,7 +175,7 @@ def read_restarts(workdir: str) -> list[dict]:
 
 
 class Validator:
-  """Validation accuracy and NLL on the evaluation path (`ngebm_jax.evaluation.inference`).
+  """Validation accuracy, NLL and ECE on the evaluation path (`ngebm_jax.evaluation.inference`).
 
   The split is read once; its test-time noise is the evaluation's own (per-example keys from
   `inference.noise_key(config.eval.seed, "validation")`), so the accuracy that picks the best
@@ -186,14 +187,18 @@ class Validator:
     self.images = pipeline.to_model_space(images)
     self.key = inference.noise_key(config.eval.seed, "validation")
     self.batch_size = config.eval.batch_size
+    self.num_bins = config.eval.num_bins
     self.step = inference.make_noisy_fn(inference.logits_fn(apply_fn), config.dataset.noise_std,
                                         mesh)
 
   def __call__(self, params) -> dict:
     logits = inference.predict(self.step, params, self.images, self.key,
                                batch_size=self.batch_size)
+    probs = scipy.special.softmax(np.asarray(logits, np.float64), axis=-1)
     return {"accuracy": calibration.accuracy(logits, self.labels),
-            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True)}
+            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True),
+            "ece": calibration.expected_calibration_error(probs, self.labels,
+                                                          num_bins=self.num_bins)}
 
 
 class _PreemptionFlag:
