@@ -6,7 +6,7 @@ to end on the embedded data until 30% validation accuracy (experiments/benchmark
 
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/bench_steps \
-      --end_to_end_accuracy=-1          # step times only: minutes instead of an hour
+      --config.race.target_accuracy=-1  # step times only: minutes instead of an hour
 
 `--config.model.dtype=bfloat16` times bfloat16 compute; `--config.batch_size=...` another batch.
 Targets (the benchmark issue's; reported, asserted nowhere): NG-EBM <= 2.5x the baseline step,
