@@ -1,6 +1,6 @@
 """A tiny benchmark for tests and laptops: small CNN (width 4), batch 16, little data, seconds.
 
-  python -m experiments.benchmark --config=configs/benchmark_tiny.py --output=/tmp/bench_tiny \
+  python -m experiments.benchmark --config=configs/benchmark_tiny.py --output=runs/bench_tiny \
       --steps=3 --sgld_steps=1 --config.race.max_steps=4 --config.race.eval_every=2
 
 Exercises every part of the benchmark (step timing, memory and FLOPs figures, end-to-end runs,

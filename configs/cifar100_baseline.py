@@ -1,15 +1,16 @@
-"""CIFAR100, baseline: the paper's recipe (NGEBM.md) on a GPU/TPU machine.
+"""CIFAR100, baseline: the paper's recipe (docs/method.rst) on a GPU/TPU machine.
 
 WRN-28-10 (no normalization, LeakyReLU 0.2), Adam 1e-4 with 1,000 warmup steps, batch 64,
 150 epochs on the 45,000-image training split (JEM's 45,000/5,000 split), pad-4 crop + flip,
 0.03 input noise; the best checkpoint by validation accuracy is evaluated on test.
 
-  python -m experiments.prepare_data --dataset=cifar100 --data_dir=$DATA   # once (see README)
-  python -m experiments.train --config=configs/cifar100_baseline.py --workdir=$RUNS/cifar100_baseline \
-      --config.dataset.data_dir=$DATA
+  python -m experiments.train --config=configs/cifar100_baseline.py \
+      --workdir=$RUNS/cifar100_baseline --config.dataset.data_dir=$DATA
 
-Expected (published, WRN-28-10): see the table in README.md; the NG-EBM paper reports an ECE
-7.5x lower than the baseline's on CIFAR-100 with NG-EBM.
+with CIFAR-100 prepared in $DATA once (README, "Data").
+
+Expected (published, WRN-28-10): README.md, "Published figures and ours"; the NG-EBM paper
+reports an ECE 7.5x lower than the baseline's on CIFAR-100 with NG-EBM.
 """
 
 from configs import default

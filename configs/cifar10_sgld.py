@@ -14,6 +14,8 @@ JEM's authors restarted such runs from the last checkpoint with a new seed (here
   python -m experiments.train --config=configs/cifar10_sgld.py --workdir=$RUNS/cifar10_sgld \
       --config.dataset.data_dir=$DATA
 
+with CIFAR-10 prepared in $DATA once (README, "Data").
+
 Published (JEM, WRN-28-10, this recipe): CIFAR-10 test accuracy 92.9% (JEM paper; reprinted in
 HybViT, arXiv 2208.07791, Table 1).
 """

@@ -1,10 +1,10 @@
-"""The paper's recipe (docs/method.md), on the embedded default data: the base every config edits.
+"""The paper's recipe (docs/method.rst), on the embedded default data: the base every config edits.
 
 Trains a Wide-ResNet-28-10 (no normalization, LeakyReLU 0.2) with NG-EBM: Adam 1e-4 with a
 1,000-step linear warmup, batch 64, pad-4 reflect crop + flip, 0.03 input noise in training and
 test; the best checkpoint by validation accuracy is evaluated on test.
 
-  python -m experiments.train --config=configs/default.py --workdir=/tmp/ngebm_default
+  python -m experiments.train --config=configs/default.py --workdir=runs/default
 
 Every field that any config or the code reads is declared here, with its default; other configs
 change fields, never replace blocks, and any field can be set on the command line
@@ -84,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/loop.py).
   config.max_restarts = 0
   config.allow_config_change = False
+  # Persistent compilation cache: "auto" ($JAX_COMPILATION_CACHE_DIR, else WORKDIR/
+  # compilation_cache for a gs:// workdir, else ~/.cache/ngebm_jax), a folder, or "" (off).
+  config.compilation_cache_dir = "auto"
 
   # The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
   # variant trains from the same seed on the same data until `target_accuracy` on validation;
@@ -103,6 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
       num_bins=20,       # ECE and reliability-diagram bins
       max_examples=config_dict.placeholder(int),  # first N test / OOD images; unset: all
       ood_sets=(),       # OOD sets to evaluate; empty: every one that is prepared
+      ood_strict=False,  # True: a chosen OOD set that is not prepared is an error, not skipped
       ood_scores=("log_density", "max_softmax", "approximate_mass"),
       robustness_norms=("linf", "l2"),
       robustness_num_examples=1000,  # PGD attacks the first N test images

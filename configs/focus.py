@@ -1,4 +1,4 @@
-"""Focus losses (FOCUS.md) on the procedural authentic-vs-generated task, one recipe per run.
+"""Focus losses (docs/method.rst) on the procedural authentic-vs-generated task, one recipe per run.
 
 Trains a small CNN to tell authentic from generated images (ngebm_jax/data/procedural/focus_task.py) with
 one of the recipes of CYBORG (Boyd et al., WACV 2023) and arXiv 2303.00818, all through
@@ -18,8 +18,8 @@ papers fine-tune pretrained backbones; trained from scratch, the scale-invariant
 every entropy weight >= 0.03 left the classifier at chance (CE stuck at ln 2, CAM entropy at
 ~2 nats). CYBORG's MSE term did not need the ramp.
 
-  python -m experiments.train --config=configs/focus.py:cyborg --workdir=runs/focus/cyborg
   python -m experiments.focus --output=runs/focus   # every recipe, seeds, sweep, one report
+  python -m experiments.train --config=configs/focus.py:cyborg --workdir=runs/cyborg  # one run
 
 `ENTROPY_SWEEP` is the sweep of the entropy weight, from 0 (CE only) to aggressive, that
 `experiments/focus.py` runs on top (`--config.focus.entropy_weight=W` sets one by hand).

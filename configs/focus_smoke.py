@@ -1,7 +1,7 @@
 """Smoke variant of configs/focus.py: the real code path in seconds (tests, laptops).
 
-  python -m experiments.train --config=configs/focus_smoke.py:blend --workdir=/tmp/focus_smoke
-  python -m experiments.focus --config=configs/focus_smoke.py --output=/tmp/focus_smoke_report \
+  python -m experiments.train --config=configs/focus_smoke.py:blend --workdir=runs/focus_blend
+  python -m experiments.focus --config=configs/focus_smoke.py --output=runs/focus_smoke \
       --recipes=ce,cyborg --seeds=0,1 --entropy_sweep= --num_salience_images=32
 
 Expect no particular AUROC (a few dozen steps of a tiny CNN on a few hundred images).

@@ -1,6 +1,6 @@
 """Smoke test of the real code path: embedded data, a small CNN, a few steps (< 1 min, 2 CPUs).
 
-  python -m experiments.train --config=configs/smoke.py --workdir=/tmp/ngebm_smoke
+  python -m experiments.train --config=configs/smoke.py --workdir=runs/smoke
 
 Expect no particular accuracy (a few dozen steps); the run writes metrics.jsonl, checkpoints
 and results.json. `--config.objective=baseline` (or sgld, ...) smokes another objective.

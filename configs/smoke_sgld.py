@@ -1,6 +1,6 @@
 """Smoke test of SGLD-EBM (JEM) on the embedded data: small CNN, K=5, a small replay buffer.
 
-  python -m experiments.train --config=configs/smoke_sgld.py --workdir=/tmp/ngebm_smoke_sgld
+  python -m experiments.train --config=configs/smoke_sgld.py --workdir=runs/smoke_sgld
 
 Runs the real path (buffer draw, chain, write-back, the unlabelled second batch, the sharded
 buffer in the checkpoint) in well under a minute on 2 CPU cores; no accuracy is expected.

@@ -2,7 +2,7 @@ r"""Which form of the Approximate Mass gradient is faster: a full NG-EBM trainin
 
 `ng.ngebm_loss(..., grad_mode=...)` differentiates the penalty `mean_i ||d log p~(x_i)/dx_i||`
 either by a reverse-over-reverse double backward or by a forward-mode `jvp` along the normalized
-input gradient (spec NGEBM.md, "Performance notes"). Both give the same loss and gradients; this
+input gradient (docs/method.rst). Both give the same loss and gradients; this
 program times them, in one process, on the models of this package:
 
   .venv/bin/python -m experiments.bench_grad_modes --models=small_cnn,wide_resnet \

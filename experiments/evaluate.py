@@ -1,15 +1,19 @@
 """Evaluates trained runs side by side: calibration, OOD detection, robustness, one report.
 
   python -m experiments.evaluate --workdir=runs/baseline --workdir=runs/ngebm \
-      --output=runs/report
+      --output=runs/report [--data_dir=DIR]
 
 For each --workdir it loads the best checkpoint (by validation accuracy), runs the evaluators of
 the run's `config.eval.evaluators` (or --evaluators) on its test set and OOD sets, and writes
-into --output:
+into --output (a local folder or a URI such as gs://bucket/report):
   results.json          every figure, per run;
   report.md             a side-by-side table, the published figures beside ours (CIFAR), plots;
   robustness_<norm>.png accuracy against PGD epsilon, all runs on one plot;
   <run>/                per run: reliability diagram, OOD score histograms, ROC curves.
+OOD sets: every one of the protocol that is prepared in the data directory is evaluated (CIFAR-10
+model: SVHN, CIFAR-100, CelebA, and the synthetic interp, uniform, constant); each missing one is
+named, with the command that prepares it, in the log and in report.md. --ood_sets chooses,
+--ood_strict fails on a missing one.
 Quick look on CPU: --max_examples=500 --robustness_num_examples=100 --pgd_steps=10.
 """
 
@@ -30,8 +34,14 @@ _EVALUATORS = flags.DEFINE_list("evaluators", None, "Evaluators to run (default:
                                 "robustness.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Use only the first N test images "
                                      "and N images of each OOD set.")
-_OOD_SETS = flags.DEFINE_list("ood_sets", None, "OOD sets to evaluate (default: all that the "
-                              "dataset provides).")
+_OOD_SETS = flags.DEFINE_list(
+    "ood_sets", None, "OOD sets to evaluate, e.g. svhn,cifar100,celeba,interp,uniform,constant "
+    "(default: each run's config.eval.ood_sets, else every set of the protocol that is "
+    "prepared; a missing one is named with the command that prepares it).")
+_OOD_STRICT = flags.DEFINE_bool("ood_strict", None, "Fail when a chosen OOD set is not prepared "
+                                "(default: each run's config.eval.ood_strict, False).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory of the test and OOD sets "
+                                "(default: each run's config.dataset.data_dir).")
 _NOISE_STD = flags.DEFINE_float("noise_std", None, "Test-time input noise (default: the run's "
                                 "config.dataset.noise_std, 0.03 in the recipe).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Examples per device call.")
@@ -68,6 +78,7 @@ def main(argv):
   launch.setup()
   overrides = dict(
       evaluators=_EVALUATORS.value, max_examples=_MAX_EXAMPLES.value, ood_sets=_OOD_SETS.value,
+      ood_strict=_OOD_STRICT.value, data_dir=_DATA_DIR.value,
       noise_std=_NOISE_STD.value, batch_size=_BATCH_SIZE.value, num_bins=_NUM_BINS.value,
       pgd_steps=_PGD_STEPS.value, pgd_step_size=_PGD_STEP_SIZE.value,
       robustness_num_examples=_ROBUST_N.value, epsilons_linf=_epsilons(_EPS_LINF.value),

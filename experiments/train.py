@@ -4,10 +4,12 @@
   python -m experiments.train --config=configs/smoke.py --workdir=/tmp/smoke \
       --config.objective=baseline --config.num_steps=100
 
-Re-running the same command with the same --workdir resumes from its newest checkpoint.
+Re-running the same command with the same --workdir resumes from its newest checkpoint, with
+its compiled programs read from the persistent compilation cache (`config.compilation_cache_dir`).
 Multi-host (TPU pod slices, multi-node GPUs): the same command on every host;
-`jax.distributed.initialize()` runs when the environment describes a cluster (see README).
-The workflow is `ngebm_jax.workflows.train_and_evaluate`.
+`jax.distributed.initialize()` runs when the environment describes a job of more than one
+process (see README; NGEBM_NO_DISTRIBUTED=1 skips it). The workflow is
+`ngebm_jax.workflows.train_and_evaluate`.
 """
 
 from absl import app

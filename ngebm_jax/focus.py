@@ -1,6 +1,6 @@
 """Focus losses: human-guided salience (CYBORG) and low-entropy class activation maps.
 
-Implements FOCUS.md:
+Implements the losses of docs/method.rst, "Focus losses":
 
 - `class_activation_map`: classic CAM (Zhou et al., CVPR 2016, sec. 2): for a network that ends in
   global average pooling and a linear layer, `cam_c(i, j) = sum_k W[k, c] A_k(i, j)` over the
@@ -19,7 +19,7 @@ pooling + linear (`fns.features_fn`, `fns.head_kernel` of `ngebm_jax.models`).
 
 Conventions and choices where the papers leave one:
 - The CAM is taken for the true class of each example (as in both papers' training code).
-- Normalization is per image, `(cam - min) / (max - min + epsilon)` (FOCUS.md). The CYBORG
+- Normalization is per image, `(cam - min) / (max - min + epsilon)`. The CYBORG
   reference code normalizes by the min and max of the whole batch and resizes annotations with
   nearest-neighbour interpolation; here annotations are resized with antialiased bilinear
   interpolation (`jax.image.resize`), i.e. averaged over the pixels of a CAM cell, then min-max

@@ -78,7 +78,7 @@ def _grad_norms_forward_over_reverse(apply_fn, params, x):
 
   With `g = d log p~(x)/dx` and `u = g / ||g||` held constant, `d||g|| = u . dg`, so the
   parameter gradient of `||g||` is that of the directional derivative `g . u`, which one `jvp` of
-  the network along `u` gives (NGEBM.md, "Performance notes"). Its primal output is the logits, so
+  the network along `u` gives (docs/method.rst). Its primal output is the logits, so
   the cross-entropy and variance terms need no extra forward pass. `u` comes from one input-only
   reverse pass with the parameters held constant.
   """
@@ -96,7 +96,7 @@ def _grad_norms_forward_over_reverse(apply_fn, params, x):
 def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float = 1.0,
                gamma: float = 1.0, axis_name: str | None = None,
                grad_mode: str = "forward_over_reverse"):
-  """NG-EBM objective `L = CE + beta * L_var + gamma * L_grad` (NG-EBM paper; NGEBM.md).
+  """NG-EBM objective `L = CE + beta * L_var + gamma * L_grad` (NG-EBM, arXiv 2304.01297).
 
   - `L_var = mean_i (E(x_i) - mean_j E(x_j))^2`: biased batch variance of the energy
     `E(x) = -logsumexp f(x)`, gradients flowing through the mean too.

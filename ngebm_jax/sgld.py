@@ -31,7 +31,7 @@ Choices that follow JEM's public code (`train_wrn_ebm.py`):
   `replay_buffer[inds] = samples`).
 - JEM draws a second, unlabelled data batch for the `log p~(x_data)` half. `sgld_ebm_loss` uses
   it when given as `x_unlabelled`; with `x_unlabelled=None` it reuses the labelled batch, which
-  has the same expectation and saves a forward pass (NGEBM.md).
+  has the same expectation and saves a forward pass (docs/method.rst).
 
 Multi-device use (`axis_name`): the loss runs inside `jax.shard_map` over a data axis, each
 device holding its slice of the data batch *and its own slice of the buffer*. Batch means are
@@ -392,7 +392,7 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
                   axis_name: str | None = None):
   """The SGLD-EBM (JEM) objective, one training step's worth, with its buffer update.
 
-  `L = CE(f(x), y) + (-mean_i log p~(x_i) + mean_i log p~(x~_i))` (JEM §3; NGEBM.md), where
+  `L = CE(f(x), y) + (-mean_i log p~(x_i) + mean_i log p~(x~_i))` (JEM §3, arXiv 1912.03263), where
   the `x~` are drawn from the replay buffer (`draw`), moved by `num_steps` SGLD steps
   (`sgld_sample`), treated as constants, and written back to the slots they came from
   (`update`). As in JEM, the sample batch has the size of the labelled batch `x`.

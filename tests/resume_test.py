@@ -1,4 +1,8 @@
-"""Long runs: resume after a signal, damaged checkpoints, non-finite steps, bad inputs."""
+"""Long runs: resume after a signal, damaged checkpoints, non-finite steps, bad inputs.
+
+The resumed runs are given their workdir as an `etils.epath.Path` (what a gs:// workdir is
+inside the library), the first runs as a string.
+"""
 
 import glob
 import json
@@ -8,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import chex
+from etils import epath
 import jax
 import numpy as np
 import pytest
@@ -59,13 +65,12 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
   assert 5 <= stopped_at < 40, "the signal must stop the run before its end"
   assert not os.path.exists(os.path.join(interrupted, "results.json"))
 
-  result = loop.train(_config(**overrides), interrupted)
+  result = loop.train(_config(**overrides), epath.Path(interrupted))
   assert result.resumed_from_step == stopped_at and result.last_step == 40
   got, got_step = _final_params(interrupted)
   want, want_step = _final_params(reference)
   assert got_step == want_step == 40
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(got, want)
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
@@ -76,10 +81,12 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
     if os.path.isfile(path):
       with open(path, "wb") as f:
         f.write(b"damaged")
-  result = loop.train(_config(num_steps=30), workdir)
+  result = loop.train(_config(num_steps=30), epath.Path(workdir))
   assert result.resumed_from_step == 10
   assert result.last_step == 30
   assert "could not be restored" in caplog.text
+  assert [d.split("-")[0] for d in os.listdir(os.path.join(workdir, "damaged_checkpoints"))] == [
+      "20"]  # set aside, for inspection
 
 
 def test_non_finite_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -110,9 +117,9 @@ def test_changed_config_is_refused_with_the_differences(tmp_path):
   changed = _config(num_steps=10, checkpoint_every_steps=5, eval_every_steps=5)
   changed.optimizer.learning_rate = 0.5
   with pytest.raises(loop.ConfigMismatchError, match=r"optimizer\.learning_rate: 0\.001 -> 0\.5"):
-    loop.train(changed, workdir)
+    loop.train(changed, epath.Path(workdir))
   changed.allow_config_change = True
-  assert loop.train(changed, workdir).resumed_from_step == 5
+  assert loop.train(changed, epath.Path(workdir)).resumed_from_step == 5
 
 
 def test_unwritable_workdir_is_refused(tmp_path):

@@ -1,8 +1,8 @@
 """Tests of the real-dataset path: offline archive import into TFDS, sources, splits, OOD sets.
 
 Small archives are written in the exact official formats (CIFAR python pickles and binary
-records in .tar.gz, SVHN MATLAB files), imported, and read back through plain
-`tfds.data_source`. No network, no TensorFlow.
+records in .tar.gz, SVHN MATLAB files; `tests/official_archives.py`), imported, and read back
+through plain `tfds.data_source`. No network, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 
 import numpy as np
 import pytest
-import scipy.io
 import tensorflow_datasets as tfds
 
+from configs import default
+from ngebm_jax import data as data_lib
 from ngebm_jax.data.prepare import cifar
 from ngebm_jax.data.prepare import svhn
 from ngebm_jax.data import prepare
@@ -32,13 +32,18 @@ from ngebm_jax.data import pipeline
 from ngebm_jax.data import tfds_sources
 from ngebm_jax.data.prepare import ArchiveError
 from ngebm_jax.data.tfds_sources import DatasetNotPreparedError
-
-PER_BATCH = 24   # CIFAR-10: 5 train batches -> 120 train images
-NUM_TEST = 20
-
-
-# --- writers of the official formats --------------------------------------------------------
-
+from tests.official_archives import NUM_TEST
+from tests.official_archives import PER_BATCH
+from tests.official_archives import WRITERS
+from tests.official_archives import dump_pickle
+from tests.official_archives import make_cifar
+from tests.official_archives import make_svhn
+from tests.official_archives import rows_of
+from tests.official_archives import write_cifar100_binary
+from tests.official_archives import write_cifar100_python
+from tests.official_archives import write_cifar10_binary
+from tests.official_archives import write_cifar10_python
+from tests.official_archives import write_svhn_mat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,137 +52,6 @@ def _prepare_data(args: list[str]) -> subprocess.CompletedProcess:
   """`python -m experiments.prepare_data ARGS`, as a user runs it."""
   return subprocess.run([sys.executable, "-m", "experiments.prepare_data", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
-
-
-def _rows(images: np.ndarray) -> np.ndarray:
-  """uint8 [n, 32, 32, 3] -> [n, 3072] rows, channel-major as in the official files."""
-  return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-  info = tarfile.TarInfo(name)
-  info.size = len(data)
-  tar.addfile(info, io.BytesIO(data))
-
-
-def _write_tar(path, folder: str, members: dict[str, bytes]) -> str:
-  with tarfile.open(path, "w:gz") as tar:
-    info = tarfile.TarInfo(folder)
-    info.type = tarfile.DIRTYPE
-    tar.addfile(info)
-    for name, data in members.items():
-      _add(tar, f"{folder}/{name}", data)
-  return os.fspath(path)
-
-
-def _dump(obj) -> bytes:
-  """Protocol 2 with numpy 1's module path, as in the official (python 2) pickles."""
-  return pickle.dumps(obj, protocol=2).replace(b"cnumpy._core.multiarray\n",
-                                               b"cnumpy.core.multiarray\n")
-
-
-def make_cifar(name: str, seed: int, per_batch: int = PER_BATCH, num_test: int = NUM_TEST):
-  """Random CIFAR-like arrays: split -> {"image", "label"(, "coarse_label")}, and label names."""
-  rng = np.random.default_rng(seed)
-  n_train = 5 * per_batch
-  out = {}
-  for split, n in (("train", n_train), ("test", num_test)):
-    arrays = {"image": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)}
-    if name == "cifar10":
-      arrays["label"] = rng.integers(0, 10, n)
-    else:
-      arrays["label"] = rng.integers(0, 100, n)
-      arrays["coarse_label"] = rng.integers(0, 20, n)
-    out[split] = arrays
-  names = {"label": [f"class_{i}" for i in range(10 if name == "cifar10" else 100)]}
-  if name == "cifar100":
-    names["coarse_label"] = [f"super_{i}" for i in range(20)]
-  return out, names
-
-
-def write_cifar10_python(path, data, names, **overrides) -> str:
-  train, test = data["train"], data["test"]
-  per = len(train["image"]) // 5
-  members = {}
-  for i in range(5):
-    part = slice(i * per, (i + 1) * per)
-    members[f"data_batch_{i + 1}"] = _dump({
-        b"batch_label": f"training batch {i + 1} of 5".encode(),
-        b"labels": [int(v) for v in train["label"][part]],
-        b"data": _rows(train["image"][part]),
-        b"filenames": [f"img_{j}.png".encode() for j in range(per)]})
-  members["test_batch"] = _dump({
-      b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in test["label"]],
-      b"data": _rows(test["image"]), b"filenames": [b"x.png"] * len(test["label"])})
-  members["batches.meta"] = _dump({
-      b"num_cases_per_batch": per, b"label_names": [n.encode() for n in names["label"]],
-      b"num_vis": 3072})
-  members.update(overrides)
-  return _write_tar(path, "cifar-10-batches-py", {k: v for k, v in members.items() if v})
-
-
-def write_cifar10_binary(path, data, names, **overrides) -> str:
-  train, test = data["train"], data["test"]
-  per = len(train["image"]) // 5
-
-  def records(arrays, part):
-    labels = arrays["label"][part].astype(np.uint8)[:, None]
-    return np.concatenate([labels, _rows(arrays["image"][part])], axis=1).tobytes()
-
-  members = {f"data_batch_{i + 1}.bin": records(train, slice(i * per, (i + 1) * per))
-             for i in range(5)}
-  members["test_batch.bin"] = records(test, slice(None))
-  members["batches.meta.txt"] = ("\n".join(names["label"]) + "\n\n").encode()
-  members.update(overrides)
-  return _write_tar(path, "cifar-10-batches-bin", {k: v for k, v in members.items() if v})
-
-
-def write_cifar100_python(path, data, names, **overrides) -> str:
-  members = {}
-  for split in ("train", "test"):
-    arrays = data[split]
-    members[split] = _dump({
-        b"filenames": [b"f.png"] * len(arrays["label"]), b"batch_label": split.encode(),
-        b"fine_labels": [int(v) for v in arrays["label"]],
-        b"coarse_labels": [int(v) for v in arrays["coarse_label"]],
-        b"data": _rows(arrays["image"])})
-  members["meta"] = _dump({b"fine_label_names": [n.encode() for n in names["label"]],
-                           b"coarse_label_names": [n.encode() for n in names["coarse_label"]]})
-  members.update(overrides)
-  return _write_tar(path, "cifar-100-python", {k: v for k, v in members.items() if v})
-
-
-def write_cifar100_binary(path, data, names, **overrides) -> str:
-  members = {}
-  for split in ("train", "test"):
-    arrays = data[split]
-    labels = np.stack([arrays["coarse_label"], arrays["label"]], axis=1).astype(np.uint8)
-    members[f"{split}.bin"] = np.concatenate([labels, _rows(arrays["image"])], axis=1).tobytes()
-  members["coarse_label_names.txt"] = ("\n".join(names["coarse_label"]) + "\n").encode()
-  members["fine_label_names.txt"] = ("\n".join(names["label"]) + "\n").encode()
-  members.update(overrides)
-  return _write_tar(path, "cifar-100-binary", {k: v for k, v in members.items() if v})
-
-
-WRITERS = {("cifar10", "python"): write_cifar10_python, ("cifar10", "binary"): write_cifar10_binary,
-           ("cifar100", "python"): write_cifar100_python,
-           ("cifar100", "binary"): write_cifar100_binary}
-
-
-def write_svhn_mat(path, images: np.ndarray, digits: np.ndarray, **overrides) -> str:
-  """SVHN layout: X uint8 [32, 32, 3, N], y uint8 [N, 1] with the digit 0 stored as 10."""
-  y = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
-  contents = {"X": np.ascontiguousarray(np.moveaxis(images, 0, -1)), "y": y}
-  contents.update(overrides)
-  scipy.io.savemat(os.fspath(path), contents)
-  return os.fspath(path)
-
-
-def make_svhn(seed: int, n: int):
-  rng = np.random.default_rng(seed)
-  digits = rng.integers(0, 10, n)
-  digits[:3] = 0  # make sure the 10 -> 0 mapping is exercised
-  return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), digits
 
 
 # --- prepared datasets, shared by the tests -------------------------------------------------
@@ -323,16 +197,16 @@ def _cifar10_python_cases(data, names):
   train = data["train"]
   per = len(train["image"]) // 5
   wide = {b"labels": [0] * per, b"data": np.zeros((per, 3000), np.uint8)}
-  out_of_range = {b"labels": [10] * per, b"data": _rows(train["image"][:per])}
-  short_labels = {b"labels": [0] * (per - 1), b"data": _rows(train["image"][:per])}
+  out_of_range = {b"labels": [10] * per, b"data": rows_of(train["image"][:per])}
+  short_labels = {b"labels": [0] * (per - 1), b"data": rows_of(train["image"][:per])}
   return {
-      "columns": ({"data_batch_2": _dump(wide)}, "3000 columns"),
-      "label range": ({"data_batch_3": _dump(out_of_range)}, r"labels must be in \[0, 10\)"),
-      "rows vs labels": ({"data_batch_1": _dump(short_labels)}, "truncated or corrupt"),
+      "columns": ({"data_batch_2": dump_pickle(wide)}, "3000 columns"),
+      "label range": ({"data_batch_3": dump_pickle(out_of_range)}, r"labels must be in \[0, 10\)"),
+      "rows vs labels": ({"data_batch_1": dump_pickle(short_labels)}, "truncated or corrupt"),
       "missing member": ({"test_batch": b""}, "lacks"),
       "not a pickle": ({"data_batch_4": b"\x80\x02garbage"}, "not a readable CIFAR pickle"),
       "code in pickle": ({"data_batch_5": _evil_pickle()}, "refusing to unpickle"),
-      "label names": ({"batches.meta": _dump({b"label_names": [b"a", b"b"]})},
+      "label names": ({"batches.meta": dump_pickle({b"label_names": [b"a", b"b"]})},
                       "10 label names expected"),
   }
 
@@ -527,6 +401,29 @@ def test_recipe_splits_on_prepared_cifar10(prepared, cifar_data):
   assert tfds_sources.num_classes("cifar10", data_dir) == 10
 
 
+def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkeypatch):
+  data_dir = prepared[("cifar10", "python")]
+  full = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20)
+  part = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=30)
+  np.testing.assert_array_equal(part["train"].indices, full["train"].indices[:30])
+  np.testing.assert_array_equal(part["validation"].indices, full["validation"].indices)
+  assert len(part["test"]) == len(full["test"]) == NUM_TEST
+  for bad in (0, 101, True):
+    with pytest.raises(ValueError, match="num_train must be in"):
+      tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=bad)
+  # As training reads it, from config.dataset (-1: all of the recipe's training split).
+  recipe_splits = tfds_sources.recipe_splits
+  monkeypatch.setattr(tfds_sources, "recipe_splits",  # this tiny archive has 120, not 50,000
+                      lambda *a, **k: recipe_splits(*a, num_validation=20, **k))
+  config = default.get_config()
+  config.dataset.name, config.dataset.data_dir = "cifar10", data_dir
+  for num_train, expected in ((-1, 100), (30, 30)):
+    config.dataset.num_train = num_train
+    sources = data_lib.get_sources(config)
+    assert len(sources["train"]) == expected and len(sources["validation"]) == 20
+    np.testing.assert_array_equal(sources["train"].indices, full["train"].indices[:expected])
+
+
 def test_ids_read_fast_and_slow_agree(prepared, monkeypatch):
   data_dir = prepared[("cifar100", "python")]
   ids = [item["id"] for item in tfds.data_source("cifar100", split="train", data_dir=data_dir)]
@@ -570,20 +467,33 @@ def eval_dir(tmp_path, svhn_dir, cifar_data):
   return tmp_path / "tfds"
 
 
-def test_ood_sources(eval_dir):
-  sets = ood.ood_sources("cifar10", eval_dir)  # celeba is optional and missing
+def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
+  sets, missing = ood.ood_sources("cifar10", eval_dir)  # celeba is not prepared
   assert sorted(sets) == ["cifar100", "svhn"]
+  assert missing == {"celeba": "python -m experiments.prepare_data --dataset=celeb_a "
+                               f"--data_dir={eval_dir}"}
   assert len(sets["svhn"]) == 30 and len(sets["cifar100"]) == NUM_TEST
   for source in sets.values():
     item = source[0]
     assert set(item) == {"image", "label"} and item["label"] == tfds_sources.NO_LABEL
     assert item["image"].dtype == np.uint8 and item["image"].shape == (32, 32, 3)
   with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
-    ood.ood_sources("cifar10", eval_dir, optional=())
-  with pytest.raises(DatasetNotPreparedError, match="--dataset=cifar10 "):
-    ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is required for a CIFAR-100 model
+    ood.ood_sources("cifar10", eval_dir, strict=True)
+  sets, missing = ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is missing for this model
+  assert sorted(sets) == ["svhn"] and sorted(missing) == ["celeba", "cifar10"]
+  assert missing["cifar10"] == ("python -m experiments.prepare_data --dataset=cifar10 "
+                                f"--data_dir={eval_dir} --archive=cifar-10-python.tar.gz")
+  sets, missing = ood.ood_sources("cifar10", eval_dir, names=["svhn", "interp"])
+  assert list(sets) == ["svhn"] and not missing
+  with pytest.raises(ValueError, match="unknown OOD sets"):
+    ood.ood_sources("cifar10", eval_dir, names=["mnist"])
+  with pytest.raises(ValueError, match="in-distribution"):
+    ood.ood_sources("cifar10", eval_dir, names=["cifar10"])
   with pytest.raises(ValueError, match="unknown OOD set"):
     ood.ood_source("mnist", eval_dir)
+  assert ood.prepare_command("svhn", "/d") == (
+      "python -m experiments.prepare_data --dataset=svhn_cropped --data_dir=/d "
+      "--archive=train_32x32.mat --archive=test_32x32.mat")
 
 
 def test_load_eval_data(eval_dir, tmp_path, cifar_data):
@@ -599,7 +509,8 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   for k in range(12):
     np.testing.assert_array_equal(images[k], raw[k]["image"])
     assert labels[k] == raw[k]["label"]
-  assert sorted(loaded["ood"]) == ["cifar100", "constant", "interp", "svhn", "uniform"]
+  assert list(loaded["ood"]) == ["svhn", "cifar100", "interp", "uniform", "constant"]
+  assert list(loaded["ood_missing"]) == ["celeba"]
   assert loaded["ood"]["svhn"].shape == loaded["ood"]["cifar100"].shape == (12, 32, 32, 3)
   np.testing.assert_array_equal(loaded["ood"]["svhn"][3],
                                 tfds.data_source("svhn_cropped", split="test",
@@ -609,6 +520,11 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
                                   ood.synthetic_ood(images, seed=5)[key])
   everything = ood.load_eval_data("cifar10", eval_dir)
   assert len(everything["test"][0]) == NUM_TEST and len(everything["ood"]["svhn"]) == 30
+  chosen = ood.load_eval_data("cifar10", eval_dir, ood_names=("interp", "svhn", "celeba"))
+  assert list(chosen["ood"]) == ["interp", "svhn"] and list(chosen["ood_missing"]) == ["celeba"]
+  with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
+    ood.load_eval_data("cifar10", eval_dir, ood_names=("svhn", "celeba"), strict=True)
+  assert ood.load_eval_data("cifar10", eval_dir, ood_names=())["ood"] == {}
 
 
 def _face(colour) -> np.ndarray:
@@ -666,8 +582,8 @@ def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   for i in range(3):
     image = source[i]["image"].astype(np.int32)
     assert np.abs(image - image[16, 16]).max() <= 16
-  sets = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
-  assert list(sets) == ["celeba"]
+  sets, missing = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
+  assert list(sets) == ["celeba"] and not missing
 
 
 def test_center_crop_resize_keeps_the_centre():

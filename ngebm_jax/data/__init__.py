@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from ngebm_jax.data import pipeline
 from ngebm_jax.data.pipeline import ArraySource, PipelineOptions
@@ -28,6 +29,7 @@ class DatasetInfo:
   num_classes: int
   image_shape: tuple[int, int, int] = (32, 32, 3)
   flip: bool = True
+  human_maps: bool = False  # batches carry "human_map" (human salience annotations)
 
 
 def dataset_info(config) -> DatasetInfo:
@@ -36,7 +38,7 @@ def dataset_info(config) -> DatasetInfo:
     from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
     return DatasetInfo(name, embedded.NUM_CLASSES, tuple(embedded.IMAGE_SHAPE))
   if name == FOCUS_TASK:
-    return DatasetInfo(name, 2)
+    return DatasetInfo(name, 2, human_maps=True)
   if name in TFDS_DATASETS:
     return DatasetInfo(name, TFDS_DATASETS[name], flip=name != "svhn_cropped")
   raise ValueError(f"config.dataset.name must be one of {[EMBEDDED, FOCUS_TASK, *TFDS_DATASETS]}; "
@@ -83,25 +85,44 @@ def get_sources(config) -> dict:
                                     num_train=None if num_train < 0 else num_train)
 
 
-def load_eval_data(config) -> dict:
-  """Test set and OOD sets of `config` as in-memory uint8 arrays.
+def load_eval_data(config, *, ood_sets: Sequence[str] | None = None, strict: bool = False,
+                   max_examples: int | None = None) -> dict:
+  """Test set and OOD sets of `config`'s dataset as in-memory uint8 arrays.
+
+  Args:
+    config: the run's config (`config.dataset`: name, data_dir, procedural settings).
+    ood_sets: OOD sets to read; None: the dataset's default sets (TFDS datasets: every real set
+      of the protocol that is prepared, and the synthetic ones); empty: none.
+    strict: TFDS datasets: fail when a chosen OOD set is not prepared (default: leave it out,
+      and name it in `ood_missing` with the command that prepares it).
+    max_examples: TFDS datasets: read at most this many test and OOD images.
 
   Returns:
-    `{"test": (images [N, 32, 32, 3] uint8, labels [N] int32), "ood": {name: images}}`.
+    `{"test": (images [N, 32, 32, 3] uint8, labels [N] int32), "ood": {name: images},
+    "ood_missing": {name: command that prepares it}}`.
   """
   info = dataset_info(config)
-  if info.name == EMBEDDED:
-    from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
-    test = _embedded_splits(config)["test"]
-    return {"test": (test["image"], test["label"]),
-            "ood": embedded.ood_sets(test["image"], seed=config.dataset.seed + 1)}
-  if info.name == FOCUS_TASK:
-    splits = focus_task_splits(config)  # open-set images: generators never seen in training
-    return {"test": (splits["test"]["image"], splits["test"]["label"]),
-            "ood": {"open_set_test": splits["open_set_test"]["image"]}}
+  ood_sets = None if ood_sets is None else tuple(ood_sets)
+  if info.name in (EMBEDDED, FOCUS_TASK):
+    if info.name == EMBEDDED:
+      from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
+      test = _embedded_splits(config)["test"]
+      data = {"test": (test["image"], test["label"]),
+              "ood": embedded.ood_sets(test["image"], seed=config.dataset.seed + 1)}
+    else:
+      splits = focus_task_splits(config)  # open-set images: generators never seen in training
+      data = {"test": (splits["test"]["image"], splits["test"]["label"]),
+              "ood": {"open_set_test": splits["open_set_test"]["image"]}}
+    unknown = sorted(set(ood_sets or ()) - set(data["ood"]))
+    if unknown:
+      raise ValueError(f"OOD sets {unknown} do not exist for the {info.name!r} data; choose "
+                       f"from {sorted(data['ood'])}.")
+    if ood_sets is not None:
+      data["ood"] = {k: data["ood"][k] for k in ood_sets}
+    return {**data, "ood_missing": {}}
   from ngebm_jax.data import ood  # pylint: disable=g-import-not-at-top
-  return ood.load_eval_data(info.name, config.dataset.data_dir,
-                            max_examples=config.eval.max_examples)
+  return ood.load_eval_data(info.name, config.dataset.data_dir, max_examples=max_examples,
+                            ood_names=ood_sets, strict=strict)
 
 
 __all__ = ["ArraySource", "DatasetInfo", "PipelineOptions", "dataset_info", "get_sources",

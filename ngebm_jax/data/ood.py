@@ -1,16 +1,18 @@
 """Out-of-distribution sets: real ones (TFDS test splits) and synthetic ones, defined once.
 
-What the evaluation protocol needs (docs/method.md, "Evaluation protocol"; JEM §5):
+What the evaluation protocol needs (docs/method.rst, "The evaluation protocol"; JEM §5):
 
 - `ood_sources(in_distribution, data_dir)`: the real OOD test sets, SVHN, CIFAR-100 (for a
-  CIFAR-10 model; CIFAR-10 for a CIFAR-100 model) and CelebA when it is prepared, as 32x32
-  images with `label = NO_LABEL`.
+  CIFAR-10 model; CIFAR-10 for a CIFAR-100 model) and CelebA, as 32x32 images with
+  `label = NO_LABEL`: those that are prepared, and for the others the command that prepares
+  them (`prepare_command`). A strict mode raises on a missing set instead.
 - `synthetic_ood(images, seed=...)`: "interp", "uniform" and "constant", made from
   in-distribution uint8 images (no download). The embedded data's own OOD sets
   (`procedural.embedded.ood_sets`) use the same three makers, `interp`, `uniform_images` and
   `constant_images`.
-- `load_eval_data(name, data_dir)`: the test set and all of the OOD sets above as in-memory
-  uint8 arrays, for the evaluators.
+- `load_eval_data(name, data_dir)`: the test set and the chosen OOD sets above (default: the
+  protocol's real sets that are prepared, and the synthetic ones) as in-memory uint8 arrays,
+  for the evaluators, with the sets that are missing and how to prepare them.
 
 CelebA (218x178 aligned faces) is center-cropped to 178x178 and resized to 32x32 with Pillow's
 antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)` on its own CelebA
@@ -24,6 +26,7 @@ import os
 from typing import Any, Sequence
 
 from absl import logging
+import chex
 import numpy as np
 
 from ngebm_jax.data.pipeline import read_arrays
@@ -33,7 +36,7 @@ from ngebm_jax.data.tfds_sources import NO_LABEL
 from ngebm_jax.data.tfds_sources import ImageLabelSource
 from ngebm_jax.data.tfds_sources import load_source
 
-# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (NGEBM.md, JEM Table 3).
+# OOD set name -> TFDS name. Default OOD sets per in-distribution dataset (JEM Table 3).
 OOD_DATASETS = {"svhn": "svhn_cropped", "cifar10": "cifar10", "cifar100": "cifar100",
                 "celeba": "celeb_a"}
 DEFAULT_OOD = {
@@ -42,6 +45,11 @@ DEFAULT_OOD = {
     "svhn_cropped": ("cifar10", "cifar100", "celeba"),
 }
 SYNTHETIC_OOD = ("interp", "uniform", "constant")
+# The official files that `experiments.prepare_data --archive=...` imports, as their publishers
+# name them (CIFAR: the python version; the binary one works too).
+OFFICIAL_FILES = {"cifar10": ("cifar-10-python.tar.gz",),
+                  "cifar100": ("cifar-100-python.tar.gz",),
+                  "svhn_cropped": ("train_32x32.mat", "test_32x32.mat")}
 
 # Test-time input noise of an OOD set, as a multiple of the variance every test image gets
 # (std 0.03 in the recipe). JEM's and NG-EBM's evaluation (`eval_wrn_ebm.py`, "cifar_interp")
@@ -95,41 +103,77 @@ def ood_source(ood_name: str, data_dir: str | os.PathLike | None = None, *,
   return ImageLabelSource(source, label_key=None, resize_to=resize_to)
 
 
+def prepare_command(ood_name: str, data_dir: str | os.PathLike | None = None) -> str:
+  """The command that prepares the real OOD set `ood_name` in `data_dir`.
+
+  Offline from the official files where there is an import for them (SVHN, CIFAR), else
+  through TFDS's download (CelebA).
+  """
+  tfds_name = OOD_DATASETS[ood_name]
+  if data_dir is None:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    data_dir = tfds.core.constants.DATA_DIR
+  command = (f"python -m experiments.prepare_data --dataset={tfds_name} "
+             f"--data_dir={os.fspath(data_dir)}")
+  return " ".join([command, *(f"--archive={f}" for f in OFFICIAL_FILES.get(tfds_name, ()))])
+
+
+def _check_names(in_distribution: str, names: Sequence[str]) -> None:
+  known = sorted(OOD_DATASETS) + list(SYNTHETIC_OOD)
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise ValueError(f"unknown OOD sets {unknown}; choose from {known}.")
+  for ood_name in names:
+    if OOD_DATASETS.get(ood_name) == in_distribution:
+      raise ValueError(f"{ood_name!r} is the in-distribution dataset, not an OOD set.")
+
+
+def default_ood_sets(in_distribution: str) -> tuple[str, ...]:
+  """The real OOD sets of the protocol for `in_distribution`, then the synthetic ones."""
+  if in_distribution not in DEFAULT_OOD:
+    raise ValueError(f"no default OOD sets for {in_distribution!r}; pass names= "
+                     f"(known: {sorted(OOD_DATASETS)}).")
+  return DEFAULT_OOD[in_distribution] + SYNTHETIC_OOD
+
+
 def ood_sources(in_distribution: str, data_dir: str | os.PathLike | None = None, *,
-                names: Sequence[str] | None = None,
-                optional: Sequence[str] = ("celeba",)) -> dict[str, ImageLabelSource]:
-  """The real-image OOD sets for a model trained on `in_distribution`.
+                names: Sequence[str] | None = None, strict: bool = False
+                ) -> tuple[dict[str, ImageLabelSource], dict[str, str]]:
+  """The prepared real-image OOD sets for a model trained on `in_distribution`.
 
   Args:
     in_distribution: "cifar10", "cifar100" or "svhn_cropped".
     data_dir: TFDS data directory.
-    names: OOD set names; default `DEFAULT_OOD[in_distribution]` (CIFAR-10: svhn, cifar100,
-      celeba).
-    optional: names that are skipped, with a logged warning and the command that prepares them,
-      when not prepared. Others raise.
+    names: OOD set names, real or synthetic (synthetic ones are skipped here: they need no
+      data); default `default_ood_sets(in_distribution)` (CIFAR-10: svhn, cifar100, celeba).
+    strict: raise when a chosen real set is not prepared, instead of leaving it out.
 
   Returns:
-    {ood name: source of {"image": uint8 [32, 32, 3], "label": NO_LABEL}}, test splits.
+    `(sources, missing)`: {ood name: source of {"image": uint8 [32, 32, 3], "label": NO_LABEL}}
+    of the prepared sets (test splits), and {ood name: the command that prepares it} of the
+    others, which are logged as warnings.
 
   Raises:
-    DatasetNotPreparedError: a required set is not prepared.
+    DatasetNotPreparedError: `strict` and a chosen set is not prepared (all of them named).
   """
-  if names is None:
-    if in_distribution not in DEFAULT_OOD:
-      raise ValueError(f"no default OOD sets for {in_distribution!r}; pass names= "
-                       f"(known: {sorted(OOD_DATASETS)}).")
-    names = DEFAULT_OOD[in_distribution]
-  out = {}
+  names = default_ood_sets(in_distribution) if names is None else tuple(names)
+  _check_names(in_distribution, names)
+  sources, missing = {}, {}
   for ood_name in names:
-    if OOD_DATASETS.get(ood_name) == in_distribution:
-      raise ValueError(f"{ood_name!r} is the in-distribution dataset, not an OOD set.")
+    if ood_name in SYNTHETIC_OOD:
+      continue
     try:
-      out[ood_name] = ood_source(ood_name, data_dir)
-    except DatasetNotPreparedError as e:
-      if ood_name not in optional:
-        raise
-      logging.warning("Skipping the optional OOD set %r: %s", ood_name, e)
-  return out
+      sources[ood_name] = ood_source(ood_name, data_dir)
+    except DatasetNotPreparedError:
+      missing[ood_name] = prepare_command(ood_name, data_dir)
+  if missing and strict:
+    raise DatasetNotPreparedError(
+        f"OOD sets {sorted(missing)} are not prepared (strict mode: config.eval.ood_strict / "
+        "--ood_strict). Prepare them with:\n  " + "\n  ".join(missing.values()))
+  for ood_name, command in missing.items():
+    logging.warning("The OOD set %r is not prepared and is left out of the evaluation; "
+                    "prepare it with: %s", ood_name, command)
+  return sources, missing
 
 
 def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = None
@@ -165,9 +209,12 @@ def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = N
 
 def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
                    max_examples: int | None = None, seed: int = 0,
-                   ood_names: Sequence[str] | None = None,
-                   optional: Sequence[str] = ("celeba",)) -> dict[str, Any]:
-  """The test set and every OOD set of a model trained on `name`, as in-memory uint8 arrays.
+                   ood_names: Sequence[str] | None = None, strict: bool = False
+                   ) -> dict[str, Any]:
+  """The test set and the OOD sets of a model trained on `name`, as in-memory uint8 arrays.
+
+  Every chosen OOD set that is prepared is read; a real set that is not prepared is left out
+  and reported with the command that prepares it (or, `strict`, raises).
 
   Args:
     name: the in-distribution TFDS dataset ("cifar10", "cifar100", "svhn_cropped").
@@ -175,34 +222,42 @@ def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
     max_examples: read at most this many examples of the test set and of each real OOD set (the
       first ones in storage order, which TFDS has already shuffled by key hash); None: all.
     seed: seeds the synthetic OOD sets.
-    ood_names: real OOD sets, default `DEFAULT_OOD[name]`; `optional` ones may be missing.
+    ood_names: OOD sets to evaluate, real and synthetic; default `default_ood_sets(name)`.
+    strict: fail when a chosen real OOD set is not prepared.
 
   Returns:
     {"test": (images uint8 [N, 32, 32, 3], labels int32 [N]),
-     "ood": {"svhn", "cifar100" (or "cifar10"), "celeba" (when prepared), "interp", "uniform",
-             "constant": uint8 [M, 32, 32, 3]}}; the synthetic sets have N images.
+     "ood": {chosen set: uint8 [M, 32, 32, 3]} (synthetic sets have N images),
+     "ood_missing": {chosen real set that is not prepared: the command that prepares it}}.
 
   Raises:
-    DatasetNotPreparedError: the dataset or a required OOD set is not prepared.
+    DatasetNotPreparedError: the dataset is not prepared, or (`strict`) a chosen OOD set.
   """
   if max_examples is not None and (isinstance(max_examples, bool) or int(max_examples) < 2):
     raise ValueError(f"max_examples must be None or an integer >= 2; got {max_examples!r}.")
-  sources = ood_sources(name, data_dir, names=ood_names, optional=optional)  # fail fast
+  names = default_ood_sets(name) if ood_names is None else tuple(ood_names)
+  test_source = ImageLabelSource(load_source(name, "test", data_dir))  # fail fast
+  sources, missing = ood_sources(name, data_dir, names=names, strict=strict)
 
   def first(source):
     n = len(source) if max_examples is None else min(len(source), int(max_examples))
     return read_arrays(source, range(n))
 
-  test = first(ImageLabelSource(load_source(name, "test", data_dir)))
+  test = first(test_source)
   ood = {}
   for ood_name, source in sources.items():
     logging.info("Reading the OOD set %s (%d examples).", ood_name,
                  len(source) if max_examples is None else min(len(source), max_examples))
     ood[ood_name] = first(source)["image"]
-  ood.update(synthetic_ood(test["image"], seed=seed))
-  return {"test": (test["image"], test["label"].astype(np.int32)), "ood": ood}
+  synthetic = synthetic_ood(test["image"], seed=seed)
+  ood.update({k: synthetic[k] for k in names if k in SYNTHETIC_OOD})
+  ood = {k: ood[k] for k in names if k in ood}  # in the order asked for
+  # Every set must have the in-distribution image shape (CelebA is resized to it).
+  chex.assert_equal_shape_suffix([test["image"], *ood.values()], 3)
+  return {"test": (test["image"], test["label"].astype(np.int32)), "ood": ood,
+          "ood_missing": missing}
 
 
 __all__ = ["NO_LABEL", "OOD_DATASETS", "DEFAULT_OOD", "SYNTHETIC_OOD", "TEST_NOISE_VARIANCE",
-           "interp", "uniform_images",
-           "constant_images", "ood_source", "ood_sources", "synthetic_ood", "load_eval_data"]
+           "OFFICIAL_FILES", "interp", "uniform_images", "constant_images", "ood_source",
+           "ood_sources", "prepare_command", "default_ood_sets", "synthetic_ood", "load_eval_data"]

@@ -2,7 +2,7 @@
 
 A *source* is anything with `__len__` and `__getitem__(i) -> {"image": uint8 [H, W, C],
 "label": int, ...}`: a `tfds.data_source`, or `ArraySource` over in-memory arrays (the embedded
-data). The recipe of NGEBM.md: pixels scaled to [-1, 1]; augmentation pad-4 (reflect) + random
+data). The recipe (docs/method.rst): pixels scaled to [-1, 1]; augmentation pad-4 (reflect) + random
 crop + horizontal flip; Gaussian noise of std 0.03 on every input, in training and at test time.
 
 Augmentation runs per batch, vectorized in NumPy, with a `np.random.Generator` seeded by (seed,

@@ -1,16 +1,12 @@
 """Random-access sources over the real datasets (TFDS, array_record), for the NG-EBM recipe.
 
-What the recipe and the evaluation need (NGEBM.md, "Reference training recipe", "Evaluation
-protocol"):
+What the recipe needs (docs/method.rst, "The training recipe"):
 
 - `recipe_splits(name, data_dir)`: CIFAR-10 / CIFAR-100 as train 45,000 / validation 5,000 (both
-  from TFDS's `train`) / test 10,000.
-- `ood_sources(in_distribution, data_dir)`: the OOD test sets SVHN, CIFAR-100 (for a CIFAR-10
-  model; CIFAR-10 for a CIFAR-100 model) and CelebA when it is prepared.
-- `synthetic_ood(images, seed=...)`: "interp", "uniform" and "constant" from in-distribution
-  uint8 images (these need no download).
-- `load_eval_data(name, data_dir)`: the test set and all of the OOD sets above as in-memory uint8
-  arrays, for the evaluators.
+  from TFDS's `train`) / test 10,000; `num_train=N` keeps the first N training examples.
+- `load_source`, `require_prepared`: a prepared split, or an error that says how to prepare it.
+- `ImageLabelSource`: the view every source is exposed through; the OOD sets built on it are in
+  `ngebm_jax.data.ood`.
 
 Every source returned here is random access (`len(s)`, `s[i]`) and yields exactly
 `{"image": uint8 [32, 32, 3], "label": int}`, the form the grain pipeline takes; OOD sets carry
@@ -31,11 +27,6 @@ of `np.random.RandomState(1234).permutation(50000)` (the same permutation as JEM
 It does not depend on TFDS's storage order, and is the same for a TFDS-prepared and an
 archive-imported copy. Train and validation positions are returned in increasing storage order.
 Reading the 50,000 ids takes about a second (only the `id` is parsed) and is cached per process.
-
-CelebA (218x178 aligned faces) is center-cropped to 178x178 and resized to 32x32 with Pillow's
-antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)` on its own CelebA
-folder, which keeps the aspect ratio (39x32 images); we make the images square so that every OOD
-set has the in-distribution shape. Its test split (19,962 images) is used.
 """
 
 from __future__ import annotations
@@ -46,6 +37,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import numpy as np
 
 from ngebm_jax.data import prepare
@@ -63,11 +55,12 @@ class DatasetNotPreparedError(FileNotFoundError):
 
 
 def _versions_on_disk(dataset_dir: str) -> list[str]:
-  if not os.path.isdir(dataset_dir):
+  directory = epath.Path(dataset_dir)  # a gs:// data_dir too
+  if not directory.is_dir():
     return []
-  return sorted(v for v in os.listdir(dataset_dir)
-                if re.fullmatch(r"\d+\.\d+\.\d+", v)
-                and os.path.isfile(os.path.join(dataset_dir, v, "dataset_info.json")))
+  return sorted(v.name for v in directory.iterdir()
+                if re.fullmatch(r"\d+\.\d+\.\d+", v.name)
+                and (v / "dataset_info.json").is_file())
 
 
 def require_prepared(name: str, data_dir: str | os.PathLike | None = None):
@@ -297,9 +290,11 @@ def archive_index(name: str, split: str, data_dir: str | os.PathLike | None = No
   builder = require_prepared(name, data_dir)
   if "id" not in builder.info.features:
     raise ValueError(f"{name} {builder.version} has no 'id' feature; the recipe split needs it.")
-  info = os.path.join(os.fspath(builder.data_dir), "dataset_info.json")
+  info = epath.Path(builder.data_dir) / "dataset_info.json"
+  # Nanoseconds where the storage has them (a dataset prepared again within a second).
+  stamp = info.stat().mtime if "://" in os.fspath(info) else os.stat(info).st_mtime_ns
   return _cached_archive_index(name, None if data_dir is None else os.fspath(data_dir), split,
-                               os.stat(info).st_mtime_ns)
+                               stamp)
 
 
 def recipe_splits(name: str, data_dir: str | os.PathLike | None = None, *,

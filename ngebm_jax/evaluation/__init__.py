@@ -1,6 +1,6 @@
 """Evaluation of classifiers read as EBMs: calibration, OOD detection, adversarial robustness.
 
-NGEBM.md, "Evaluation protocol". Data flows one way: a trained model -> `evaluators` (chosen by
+See docs/method.rst. Data flows one way: a trained model -> `evaluators` (chosen by
 name) -> per-run figures -> `report` (results.json, report.md, plots).
 
 Modules:

@@ -16,7 +16,7 @@ confidence of exactly 0 is counted (Guo's code drops it). Empty bins contribute 
 The NG-EBM code computes a variant that replaces the mean confidence of a bin by the bin centre
 `(b + 0.5) / M` (and bins left-closed, `[b/M, (b+1)/M)`, which differs only for confidences that
 fall exactly on an edge). `bin_confidence="center"` gives that variant, for comparison with the
-numbers NG-EBM published; it is never the default (NGEBM.md, "Evaluation protocol").
+numbers NG-EBM published; it is never the default (docs/method.rst).
 
 These are host-side metrics on a whole test set: NumPy in float64, arrays in, Python floats out.
 """

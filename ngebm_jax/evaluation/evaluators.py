@@ -6,7 +6,7 @@ a JSON-able dict (Python floats, ints, strings and lists; plot paths relative to
 under the key `"plots"`). `EVALUATORS` maps the names a config lists (`config.eval.evaluators`)
 to them; `run_evaluators` runs a list of names (the big_vision pattern: one small job each).
 
-Protocol (NGEBM.md, "Evaluation protocol"): the NG-EBM recipe adds Gaussian noise of std 0.03
+Protocol (docs/method.rst): the NG-EBM recipe adds Gaussian noise of std 0.03
 to every input at test time. Here that is `EvalOptions.noise_std`, applied by the evaluators to
 the test images, to every OOD set, and to the adversarial images before they are classified; the
 metrics and attacks themselves know nothing of it. "interp" gets std `noise_std * sqrt(1.5)`:
@@ -23,6 +23,7 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import numpy as np
 
@@ -273,7 +274,7 @@ def run_evaluators(names: Sequence[str], inputs: EvalInputs, output_dir: str) ->
   unknown = [n for n in names if n not in EVALUATORS]
   if unknown:
     raise ValueError(f"unknown evaluators {unknown}; choose from {sorted(EVALUATORS)}.")
-  os.makedirs(output_dir, exist_ok=True)
+  epath.Path(output_dir).mkdir(parents=True, exist_ok=True)  # a gs:// folder too
   results = {}
   for name in names:
     logging.info("Running evaluator %r.", name)

@@ -8,26 +8,24 @@ are relative to that subfolder.
 `report.md` has a side-by-side table of the runs (accuracy, NLL, ECE, Brier, AUROC per OOD set and
 score, accuracy under PGD at the standard epsilons), the robustness curves of all runs on one plot
 per norm, links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the
-published figures of NGEBM.md ("Published figures to check against") beside ours.
+published figures (README, "Published figures and ours") beside ours.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from typing import Any, Mapping
 
-import numpy as np
 
+from ngebm_jax import reporting
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import robustness
 
 _JEM = "JEM Table 3 (in HybViT, arXiv 2208.07791, Tables 3, 11)"
 
-# NGEBM.md, "Published figures to check against" (CIFAR, WRN-28-10). Each entry: the figure, the
+# Published figures of JEM and NG-EBM (CIFAR, WRN-28-10). Each entry: the figure, the
 # model it was measured on, its value, its source, and where to find ours:
 # ("metric", evaluator, *path) with values as fractions, or ("ece_ratio", None).
 PUBLISHED = {
@@ -77,23 +75,6 @@ def run_subdir(run_name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
 
 
-def to_jsonable(value: Any) -> Any:
-  """NumPy / JAX scalars and arrays to Python; non-finite floats to `None` (strict JSON)."""
-  if isinstance(value, Mapping):
-    return {str(k): to_jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_jsonable(v) for v in value]
-  if isinstance(value, (str, bool)) or value is None:
-    return value
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    return float(value) if math.isfinite(value) else None
-  if hasattr(value, "tolist"):  # arrays
-    return to_jsonable(np.asarray(value).tolist())
-  return str(value)
-
-
 def _get(d: Any, *path: str) -> Any:
   for p in path:
     if not isinstance(d, Mapping):
@@ -130,13 +111,6 @@ def _robust_at(figures: Mapping, norm: str, eps: float) -> float | None:
     if abs(e - eps) < 1e-9:
       return a
   return None
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  """A Markdown table; `|` inside a cell (as in "max p(y|x)") is escaped."""
-  def row(cells):
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-  return [row(header), "|" + " --- |" * len(header)] + [row(r) for r in rows]
 
 
 def _rows(results: Mapping[str, Mapping], specs) -> list[list[str]]:
@@ -197,7 +171,7 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
   for title, specs in sections:
     rows = _rows(results, specs)
     if rows:
-      lines += ["", f"### {title}", ""] + _table(header, rows)
+      lines += ["", f"### {title}", ""] + reporting.markdown_table(header, rows)
   return lines
 
 
@@ -237,7 +211,23 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
         ours = [fmt(_get(results[r], *path)) for r in runs]
         published = fmt(value)
       rows.append([label, model, published] + ours + [source])
-    lines += _table(["figure", "published model", "published"] + runs + ["source"], rows)
+    lines += reporting.markdown_table(["figure", "published model", "published"] + runs + ["source"], rows)
+  return lines
+
+
+def _ood_sets_section(results: Mapping[str, Mapping]) -> list[str]:
+  """Which OOD sets each run was evaluated on, and the missing ones with their commands."""
+  lines = []
+  for run, figures in results.items():
+    used = _get(figures, "meta", "ood_sets")
+    missing = _get(figures, "meta", "ood_missing") or {}
+    if used is None and not missing:
+      continue
+    lines.append(f"- {run}: evaluated on {', '.join(used) if used else 'no OOD set'}.")
+    for name, command in missing.items():
+      lines.append(f"  Not prepared, left out: {name} (`{command}`).")
+  if lines:
+    lines = ["", "## OOD sets", "", *lines]
   return lines
 
 
@@ -265,7 +255,7 @@ def _plot_links(results: Mapping[str, Mapping]) -> list[str]:
     scores = [s for s in ood.SCORE_NAMES if any(f"hist/{s}/{o}" in ood_plots for o in sets)]
     if sets and scores:
       lines += ["Score histograms (test vs OOD set):", ""]
-      lines += _table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
+      lines += reporting.markdown_table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
                       [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram")
                               for s in scores] for o in sets])
       lines.append("")
@@ -289,11 +279,10 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
-  os.makedirs(output_dir, exist_ok=True)
+  output_dir = os.fspath(output_dir)
   written = {}
   json_path = os.path.join(output_dir, "results.json")
-  with open(json_path, "w") as f:
-    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+  reporting.write_json(json_path, results)
   written["results_json"] = json_path
 
   curve_plots = {}
@@ -315,6 +304,7 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   lines += ["", "AUROC: the in-distribution test set is the positive class; FPR at 95% TPR: "
             "the fraction of an OOD set accepted at the threshold that accepts 95% of the test "
             "set; PGD: accuracy on the attacked test examples."]
+  lines += _ood_sets_section(results)
   lines += _published_section(results)
   if curve_plots:
     lines += ["", "## Robustness curves", ""]
@@ -324,7 +314,6 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   if plot_lines:
     lines += ["", "## Plots per run"] + plot_lines
   md_path = os.path.join(output_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  reporting.write_text(md_path, "\n".join(lines) + "\n")
   written["report_md"] = md_path
   return written

@@ -1,6 +1,6 @@
 """A small convolutional classifier for CPU configs, shaped like the Wide-ResNet.
 
-Same conventions as `wide_resnet` (spec NGEBM.md, "Reference training recipe"), at a fraction
+Same conventions as `wide_resnet` (docs/method.rst, "The training recipe"), at a fraction
 of the cost: no normalization, LeakyReLU(0.2), biased convolutions with PyTorch's default
 initialisation, pre-activation ordering, and the same head, so `features_fn`, `head_fn` and
 `head_kernel` mean the same thing for both models:

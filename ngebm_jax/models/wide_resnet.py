@@ -2,7 +2,7 @@
 
 Wide Residual Networks (Zagoruyko & Komodakis 2016) in the variant of JEM's `wideresnet.py`
 (Grathwohl et al. 2020, arXiv 1912.03263) that NG-EBM (arXiv 2304.01297) trains with
-`norm=None`, LeakyReLU(0.2) and dropout 0 (spec NGEBM.md, "Reference training recipe"):
+`norm=None`, LeakyReLU(0.2) and dropout 0 (docs/method.rst, "The training recipe"):
 
   stem:   3x3 conv, input_channels -> 16
   stages: widths 16k, 32k, 64k, strides 1, 2, 2, each of n = (depth - 4) / 6 blocks

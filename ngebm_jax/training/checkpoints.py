@@ -10,13 +10,15 @@ Layout of `workdir`:
 
 Restoring the newest train state falls back to the previous checkpoint, with a warning, when the
 newest one cannot be read (a damaged or half-copied directory).
+
+A workdir is a local path or a URI (`gs://bucket/run`): every path here is an `etils.epath.Path`
+(`workdir_path`), so a URI reaches its storage and is never turned into a local folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from typing import Any
 
@@ -25,10 +27,22 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from ngebm_jax import models
 
 CONFIG_FILE = "config.json"
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+  """Whether `path` names remote storage (`gs://bucket/run`, `s3://...`), not a local path."""
+  return "://" in os.fspath(path)
+
+
+def workdir_path(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir` as an `epath.Path`: a URI as it is, a local path made absolute."""
+  path = epath.Path(workdir)
+  return path if is_uri(workdir) else epath.Path(os.path.abspath(os.fspath(workdir)))
 
 
 def _abstract(tree):
@@ -38,19 +52,20 @@ def _abstract(tree):
 class Checkpoints:
   """The run's two checkpoint series: newest train states, and best parameters."""
 
-  def __init__(self, workdir: str, *, max_to_keep: int = 2, use_async: bool = True):
-    self.workdir = os.path.abspath(workdir)
+  def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 2,
+               use_async: bool = True):
+    self.workdir = workdir_path(workdir)
     # Multi-process runs save synchronously: with two managers saving in background threads,
     # orbax's cross-process barriers collided ("Barrier ... is already ongoing") in our
     # two-process test.
     use_async = use_async and jax.process_count() == 1
     self.latest = ocp.CheckpointManager(
-        os.path.join(self.workdir, "checkpoints"),
+        self.workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=use_async),
         item_names=("state", "data_iter"))
     self.best = ocp.CheckpointManager(
-        os.path.join(self.workdir, "best"),
+        self.workdir / "best",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, enable_async_checkpointing=use_async),
         item_names=("params", "metrics"))
@@ -87,7 +102,7 @@ class Checkpoints:
         restored = self.latest.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(_abstract(target_state))))
         data_iter_state = None
-        if os.path.isdir(os.path.join(self.latest.directory, str(step), "data_iter")):
+        if (epath.Path(self.latest.directory) / str(step) / "data_iter").is_dir():
           data_iter_state = self.latest.restore(step, args=ocp.args.Composite(
               data_iter=ocp.args.JsonRestore()))["data_iter"]
         self._set_aside(damaged)
@@ -105,11 +120,11 @@ class Checkpoints:
     if not steps:
       return
     if jax.process_index() == 0:
-      target = os.path.join(self.workdir, "damaged_checkpoints")
-      os.makedirs(target, exist_ok=True)
+      target = self.workdir / "damaged_checkpoints"
+      target.mkdir(parents=True, exist_ok=True)
       for step in steps:
-        shutil.move(os.path.join(self.latest.directory, str(step)),
-                    os.path.join(target, f"{step}-{int(time.time())}"))
+        _move_tree(epath.Path(self.latest.directory) / str(step),
+                   target / f"{step}-{int(time.time())}")
     self.latest.reload()
 
   def read_state(self, step: int | None = None):
@@ -134,17 +149,43 @@ class Checkpoints:
     self.best.close()
 
 
-def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+def _move_tree(source: epath.Path, target: epath.Path) -> None:
+  """Moves a folder: a rename where the storage has one (local disks), else copy and delete
+  (object stores such as GCS have no folders to rename)."""
+  try:
+    source.rename(target)
+    return
+  except (OSError, NotImplementedError):
+    if not source.exists():
+      raise
+  _copy_tree(source, target)
+  source.rmtree()
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+def _copy_tree(source: epath.Path, target: epath.Path) -> None:
+  target.mkdir(parents=True, exist_ok=True)
+  for child in source.iterdir():  # one listing per folder (GCS refuses recursive globs)
+    if child.is_dir():
+      _copy_tree(child, target / child.name)
+    else:
+      child.copy(target / child.name)
+
+
+def save_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> None:
+  (workdir_path(workdir) / CONFIG_FILE).write_text(
+      config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def has_config(workdir: str | os.PathLike) -> bool:
+  """Whether `workdir` holds a run's config.json (a run was started there)."""
+  return (workdir_path(workdir) / CONFIG_FILE).exists()
+
+
+def load_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+  path = workdir_path(workdir) / CONFIG_FILE
+  if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict:
@@ -170,7 +211,7 @@ def config_differences(old: ml_collections.ConfigDict, new: ml_collections.Confi
   return lines
 
 
-def load_run(workdir: str):
+def load_run(workdir: str | os.PathLike):
   """The best parameters of a finished (or running) training run, for evaluation.
 
   Returns:

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 from absl import logging
-from etils import epath
 
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
@@ -45,7 +44,8 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 # Config fields that may change between a run and its resumption without changing the result.
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
-                    "dataset.data_dir", "dataset.num_workers", "eval", "max_restarts")
+                    "dataset.data_dir", "dataset.num_workers", "eval", "compilation_cache_dir",
+                    "max_restarts")
 RESTARTS_FILE = "restarts.json"
 
 
@@ -79,7 +79,13 @@ def validate_config(config, num_devices: int | None = None) -> None:
   names = objective_registry.names()
   if config.objective not in names:
     raise ValueError(f"config.objective must be one of {names}; got {config.objective!r}.")
-  data_lib.dataset_info(config)  # unknown dataset names raise here
+  info = data_lib.dataset_info(config)  # unknown dataset names raise here
+  if objective_registry.needs_human_maps(config) and not info.human_maps:
+    raise ValueError(
+        f"objective {config.objective!r} with these config.focus weights needs human salience "
+        f"maps, and dataset {info.name!r} has none. Train it on the focus task "
+        f"(--config.dataset.name={data_lib.FOCUS_TASK}, e.g. --config=configs/focus.py:cyborg), "
+        "or use objective 'focus' with focus.human_weight=0.")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be > 0; got {config.batch_size}.")
   for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
@@ -97,14 +103,15 @@ def validate_config(config, num_devices: int | None = None) -> None:
     raise ValueError(f"config.max_restarts must be >= 0; got {config.max_restarts}.")
 
 
-def _check_writable(workdir: str) -> None:
+def _check_writable(workdir) -> None:
+  """Creates `workdir` (a local path or a URI) and writes a file into it, or raises."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_probe_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
+    path = ckpt_lib.workdir_path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_probe_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except Exception as e:  # pylint: disable=broad-except  (remote storage raises its own types)
     raise PermissionError(f"The workdir {workdir} is not writable: {e}") from e
 
 
@@ -170,7 +177,7 @@ def restart_key(key_data, restart_number: int) -> np.ndarray:
 
 def read_restarts(workdir: str) -> list[dict]:
   """The restarts recorded in `workdir` (`restarts.json`), oldest first; [] if none."""
-  path = epath.Path(workdir) / RESTARTS_FILE
+  path = ckpt_lib.workdir_path(workdir) / RESTARTS_FILE
   return reporting.read_json(path) if path.exists() else []
 
 
@@ -222,12 +229,13 @@ class _PreemptionFlag:
       signal.signal(sig, handler)
 
 
-def train(config, workdir: str, *, devices=None) -> TrainResult:
+def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
 
   Args:
     config: the run's `ml_collections.ConfigDict` (see configs/default.py).
-    workdir: where checkpoints, metrics and results go; created if missing.
+    workdir: where checkpoints, metrics and results go, a local path or a URI
+      (`gs://bucket/run`); created if missing.
     devices: devices of the data-parallel mesh; all devices of all hosts by default.
   """
   validate_config(config, len(devices) if devices is not None else None)
@@ -237,7 +245,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
   is_main = jax.process_index() == 0
 
   old_config = None
-  if os.path.exists(os.path.join(workdir, ckpt_lib.CONFIG_FILE)):
+  if ckpt_lib.has_config(workdir):
     old_config = ckpt_lib.load_config(workdir)
     diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
     if diffs and not config.allow_config_change:
@@ -335,7 +343,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
     restarts.append({"restart": number, "diverged_at_step": diverged.step,
                      "resumed_from_step": from_step, "key": key.tolist()})
     if is_main:
-      reporting.write_json(epath.Path(workdir) / RESTARTS_FILE, restarts)
+      reporting.write_json(ckpt_lib.workdir_path(workdir) / RESTARTS_FILE, restarts)
     writer.write(from_step, {"train/restart": number,
                              "train/restart_diverged_at_step": diverged.step})
     logging.warning("Divergence at step %s: restart %d of at most %d, from the checkpoint of "
@@ -402,7 +410,7 @@ def train(config, workdir: str, *, devices=None) -> TrainResult:
       progress.close()
     writer.close()
     ckpts.close()
-  return TrainResult(workdir=workdir, last_step=step,
+  return TrainResult(workdir=os.fspath(workdir), last_step=step,
                      best_step=best["step"] if best else None,
                      best_val_accuracy=best["val_accuracy"] if best else None,
                      preempted=step < total, resumed_from_step=resumed_from,

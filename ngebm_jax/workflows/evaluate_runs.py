@@ -8,8 +8,14 @@ training: for each workdir it loads the run's config and best parameters
 
 Settings come, in this order of precedence, from the caller's `overrides`, the run's
 `config.eval` (fields named as in `EvalOptions`, plus `evaluators`, `max_examples`, `ood_sets`,
-`epsilons_linf`, `epsilons_l2`, `seed`), and the protocol's defaults; the input noise defaults to
-the run's own `config.dataset.noise_std` (0.03 in the recipe).
+`ood_strict`, `epsilons_linf`, `epsilons_l2`, `seed`), and the protocol's defaults; the input
+noise defaults to the run's own `config.dataset.noise_std` (0.03 in the recipe). The override
+`data_dir` replaces the run's `config.dataset.data_dir` (data prepared elsewhere than where the
+run trained).
+
+OOD sets: every chosen set that is prepared is evaluated (default: all of the protocol's, see
+`ngebm_jax.data.ood`); a missing one is left out, logged with the command that prepares it, and
+listed under `meta.ood_missing` and in the report. `ood_strict` makes a missing set an error.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from ngebm_jax.training import checkpoints as ckpt_lib
 
 # EvalOptions fields that a config or the caller may set, besides the three below.
 _OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(evaluators_lib.EvalOptions))
-_OTHER_SETTINGS = ("evaluators", "max_examples", "ood_sets", "epsilons_linf", "epsilons_l2",
-                   "seed")
+_OTHER_SETTINGS = ("evaluators", "max_examples", "ood_sets", "ood_strict", "data_dir",
+                   "epsilons_linf", "epsilons_l2", "seed")
 SPLITS = ("test", "validation")
 
 
@@ -85,24 +91,20 @@ def _best_checkpoint_info(workdir) -> dict:
     return {}
 
 
-def _eval_data(config, split: str, keep_sets, max_examples) -> tuple:
-  """`(images uint8, labels, {ood name: images uint8})` of `split` (OOD sets for "test")."""
+def _eval_data(config, split: str, ood_sets, max_examples, strict: bool) -> tuple:
+  """`(images uint8, labels, {ood name: images uint8}, {missing ood name: command})` of `split`
+  (OOD sets for "test" only)."""
   if split == "validation":
     images, labels = pipeline.read_split(data_lib.get_sources(config)["validation"])
-    ood_sets = {}
+    ood, missing = {}, {}
   else:
-    data = data_lib.load_eval_data(config)
-    (images, labels), ood_sets = data["test"], dict(data["ood"])
-  if keep_sets:
-    missing = sorted(set(keep_sets) - set(ood_sets))
-    if missing:
-      raise ValueError(f"OOD sets {missing} are not available for {config.dataset.name}; "
-                       f"choose from {sorted(ood_sets)}.")
-    ood_sets = {k: ood_sets[k] for k in keep_sets}
+    data = data_lib.load_eval_data(config, ood_sets=ood_sets, strict=bool(strict),
+                                   max_examples=max_examples)
+    (images, labels), ood, missing = data["test"], dict(data["ood"]), data["ood_missing"]
   if max_examples is not None:
     images, labels = images[:max_examples], labels[:max_examples]
-    ood_sets = {k: v[:max_examples] for k, v in ood_sets.items()}
-  return images, labels, ood_sets
+    ood = {k: v[:max_examples] for k, v in ood.items()}
+  return images, labels, ood, missing
 
 
 def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None = None,
@@ -127,12 +129,17 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
     raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
   overrides = dict(overrides or {})
   config, fns, params = ckpt_lib.load_run(workdir)
+  if overrides.get("data_dir") is not None:
+    config.dataset.data_dir = os.fspath(overrides["data_dir"])
   options = eval_options(config, overrides)
   names = list(_setting("evaluators", overrides, config))
   if split == "validation":
     names = [n for n in names if n in ("classification", "calibration")]
-  images, labels, ood_sets = _eval_data(config, split, _setting("ood_sets", overrides, config),
-                                        _setting("max_examples", overrides, config))
+  # OOD sets: none without the ood evaluator; the protocol's (those prepared) when none chosen.
+  chosen = tuple(_setting("ood_sets", overrides, config) or ())
+  images, labels, ood_sets, ood_missing = _eval_data(
+      config, split, (chosen or None) if "ood" in names else (),
+      _setting("max_examples", overrides, config), _setting("ood_strict", overrides, config))
   seed = _setting("seed", overrides, config)
   inputs = evaluators_lib.EvalInputs(
       apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
@@ -152,6 +159,9 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       model=_describe_model(config),
       num_params=int(sum(np.size(a) for a in jax.tree.leaves(params))),
       evaluators=names,
+      ood_sets=list(ood_sets),
+      ood_missing=ood_missing,
+      data_dir=config.dataset.data_dir,
       options=dataclasses.asdict(options),
       **_best_checkpoint_info(workdir))
   return figures

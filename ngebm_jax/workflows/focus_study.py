@@ -1,4 +1,4 @@
-r"""Focus losses on the authentic-vs-generated task: train, measure, and one report (FOCUS.md).
+r"""Focus losses on the authentic-vs-generated task: train, measure, one report (arXiv 2303.00818).
 
   python -m experiments.focus --output=runs/focus
   python -m experiments.focus --config=configs/focus_smoke.py --output=/tmp/focus_smoke \
@@ -212,7 +212,7 @@ def _markdown(summary: dict, settings: dict) -> str:
   lines = [
       "# Focus losses on the authentic-vs-generated task",
       "",
-      "Procedural task: `ngebm_jax/data/procedural/focus_task.py`; losses: `ngebm_jax/focus.py` (FOCUS.md). "
+      "Procedural task: `ngebm_jax/data/procedural/focus_task.py`; losses: `ngebm_jax/focus.py`. "
       "AUROC of `logit_generated - logit_authentic`: closed set = artifact kinds seen in "
       f"training, open set = unseen kinds ({', '.join(kinds)}). CAM: the classic CAM the "
       "losses shape; entropy in nats of the true-class CAM (max ln 64 = 4.16 on an 8x8 map); "

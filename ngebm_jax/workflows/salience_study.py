@@ -1,25 +1,13 @@
-r"""Salience report of trained runs: Grad-CAM and the five measures of Explain2Me.
+"""The salience study: Grad-CAM and the five measures of Explain2Me on trained runs, one report.
 
-  python -m experiments.salience --workdir=/runs/baseline --workdir=/runs/ngebm \
-      --output=/tmp/salience_report
-
-Stability (measure (d)) needs several independently seeded runs of one recipe. Train them with
-the same config and different seeds, then pass them as a group (`name:dir,dir,...`):
-
-  for s in 0 1 2; do
-    python -m experiments.train --config=configs/smoke.py --config.seed=$s \
-        --workdir=/tmp/smoke_seed$s
-  done
-  python -m experiments.salience --group=smoke:/tmp/smoke_seed0,/tmp/smoke_seed1,/tmp/smoke_seed2 \
-      --output=/tmp/salience_smoke
-
-Runs passed with --workdir whose configs differ only in `seed` are grouped automatically
-(--noauto_group turns that off). Every run of a group is also measured as a model.
-
-Each run's best checkpoint is measured on the first --num_images test images of its own config
-(no input noise). Writes into --output: salience.json (all numbers), per_image.npz, report.md
-(a table across models), entropy_histogram.png, out_of_set.png, equivariance.png,
-degradation.png and examples.png (images with their maps overlaid).
+What `python -m experiments.salience` runs. Each run's best checkpoint is measured
+(`salience.model_salience.measure_model`) on the first `num_images` test images of its own
+config, without input noise; runs given as a group (several seeds of one recipe) also get
+measure (d), stability across runs (`stability_of`), and runs whose configs differ only in
+`seed` are grouped automatically unless `auto_group=False`. `salience.report.write_report`
+writes into the output folder: salience.json (all numbers), per_image.npz, report.md (a table
+across models), entropy_histogram.png, out_of_set.png, equivariance.png, degradation.png and
+examples.png (images with their maps overlaid).
 """
 
 from __future__ import annotations
@@ -101,19 +89,23 @@ def run(
   """Measures every run and writes the report; returns the paths written (see `write_report`)."""
   if num_images < 1:
     raise ValueError(f"num_images must be >= 1; got {num_images}.")
+
+  def key(w) -> str:  # an absolute path, or a URI (gs://...) as it is
+    return os.fspath(ckpt_lib.workdir_path(w))
+
   ordered = []  # every workdir once, in order of appearance
   for w in list(workdirs) + [w for g in groups.values() for w in g]:
-    w = os.path.abspath(w)
+    w = key(w)
     if w not in ordered:
       ordered.append(w)
   if not ordered:
     raise ValueError("Nothing to measure: pass --workdir and/or --group.")
   configs = {w: ckpt_lib.load_config(w) for w in ordered}
-  groups = {g: [os.path.abspath(w) for w in ws] for g, ws in groups.items()}
+  groups = {g: [key(w) for w in ws] for g, ws in groups.items()}
   if auto_group:
     explicit = {w for ws in groups.values() for w in ws}
-    for g, ws in _auto_groups([os.path.abspath(w) for w in workdirs
-                               if os.path.abspath(w) not in explicit], configs).items():
+    for g, ws in _auto_groups([key(w) for w in workdirs if key(w) not in explicit],
+                              configs).items():
       groups[_unique_name(g, set(groups))] = ws
 
   names: dict[str, str] = {}

@@ -20,6 +20,7 @@ from ngebm_jax import reporting
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
 from ngebm_jax.workflows import evaluate_runs
+from ngebm_jax.workflows import launch
 
 RESULTS_FILE = "results.json"
 
@@ -53,6 +54,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict:
 
   Returns the test results, or `{"preempted": True, ...}` when a signal stopped training.
   """
+  launch.use_compilation_cache(config.compilation_cache_dir, workdir)
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
     return {"preempted": True, **dataclasses.asdict(result)}

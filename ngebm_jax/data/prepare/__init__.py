@@ -1,7 +1,7 @@
 """Preparing the real datasets as TFDS datasets: online through TFDS, offline from archives.
 
 The NG-EBM recipe trains on CIFAR-10 / CIFAR-100 and evaluates out-of-distribution detection on
-SVHN, CIFAR and CelebA (NGEBM.md, "Reference training recipe" and "Evaluation protocol"). They
+SVHN, CIFAR and CelebA (docs/method.rst: the training recipe, the evaluation protocol). They
 are read with `tfds.data_source` (random access, array_record, no TensorFlow), so they must be
 *prepared* in a TFDS data_dir first. Two ways:
 

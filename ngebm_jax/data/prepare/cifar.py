@@ -1,6 +1,6 @@
 """Offline import of CIFAR-10 / CIFAR-100 from the official archives into TFDS, without TensorFlow.
 
-The NG-EBM recipe trains on CIFAR-10 and CIFAR-100 (NGEBM.md, "Reference training recipe"; the
+The NG-EBM recipe trains on CIFAR-10 and CIFAR-100 (docs/method.rst, "The training recipe"; the
 data is Krizhevsky 2009). TFDS's own builders need TensorFlow to prepare them; the builders here
 subclass them (`tfds.image_classification.Cifar10` / `Cifar100`, `skip_registration=True`) and
 only replace where the examples come from: the official archive read with `tarfile`, images

@@ -1,6 +1,6 @@
 """Offline import of SVHN (cropped digits) from the official .mat files into TFDS, no TensorFlow.
 
-SVHN is an out-of-distribution set of the NG-EBM / JEM evaluation (NGEBM.md, "Evaluation
+SVHN is an out-of-distribution set of the NG-EBM / JEM evaluation (docs/method.rst, "The evaluation
 protocol"; JEM Table 3). The builder subclasses TFDS's own `svhn_cropped` builder (3.1.0,
 `skip_registration=True`) and replaces only where the examples come from: the official
 `train_32x32.mat` / `test_32x32.mat` / `extra_32x32.mat` read with `scipy.io.loadmat`, images

@@ -1,10 +1,10 @@
 """The embedded default dataset: procedural 32x32 colour objects in clutter, no download.
 
 The default job (and every test and smoke config) trains on this data so that nothing has to be
-downloaded. It stands in for CIFAR-10 in the NG-EBM recipe (NGEBM.md, "Reference training
+downloaded. It stands in for CIFAR-10 in the NG-EBM recipe (docs/method.rst, "The training
 recipe"): 32x32x3 uint8 images, 10 classes, train / validation / test splits, plus per-image
-object masks for the salience and focus work (SALIENCE.md, FOCUS.md) and out-of-distribution
-sets for the evaluation protocol (NGEBM.md, "Evaluation protocol"; JEM section 5, Table 3).
+object masks for the salience and focus work (arXiv 2303.11969, 2303.00818) and out-of-distribution
+sets for the evaluation protocol (docs/method.rst; JEM section 5, Table 3).
 
 Every image shows one object of its class, drawn as an anti-aliased signed-distance shape in
 object coordinates (random centre, 6-11 px per object unit, so 12-22 px across; mostly upright,
@@ -79,6 +79,9 @@ OOD sets (``ood_sets``), for offline evaluation of log p~(x), max p(y|x) and app
   shifted   this family's own renderer, backgrounds and nuisances with object kinds training
             never saw (``NOVEL_KINDS``: square frame, polka-dot patch, concentric target, half
             disc; any hue): the near-OOD set, the role CIFAR-100 plays for a CIFAR-10 model.
+
+One job, one module: the generator, its splits and its OOD sets share the shape renderer, so
+they stay together (about 600 lines, most of them the drawing of the ten shapes).
 """
 
 from __future__ import annotations

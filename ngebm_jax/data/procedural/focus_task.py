@@ -1,6 +1,6 @@
 """An embedded, procedural "authentic vs. generated" task with human annotation maps.
 
-The focus papers (CYBORG, WACV 2023; arXiv 2303.00818; FOCUS.md) train binary real-vs-synthetic
+The focus papers (CYBORG, WACV 2023; arXiv 2303.00818) train binary real-vs-synthetic
 face detectors with human salience maps and test them on images from generators never seen in
 training. Face data and human annotations cannot be had offline, so this module renders a task
 with the same structure, deterministically from a seed, in a few seconds:
@@ -43,13 +43,16 @@ with the same structure, deterministically from a seed, in a few seconds:
   blockiness and noise; tested open-set on spectral (a relative of checkerboard: high-frequency,
   periodic), blur (the reverse of noise: a local noise-level inconsistency) and colour shift (no
   trained relative). The gap between closed- and open-set AUROC of a cross-entropy model (above)
-  is what the focus losses of FOCUS.md try to close.
+  is what the focus losses (docs/method.rst, "Focus losses") try to close.
 
 Every split holds exactly `n // 2` generated images, the kinds of a split in equal numbers (up to
 one), in random order. Each split draws from its own stream, `np.random.default_rng([seed, i])`,
 so a split does not change when the size of another one does.
 
 Images are uint8 like the other embedded datasets; scale with `x / 127.5 - 1` for the models.
+
+One job, one module: the scenes, the artifact kinds and the human maps are one generator,
+so they stay together (a little over 400 lines).
 """
 
 from __future__ import annotations

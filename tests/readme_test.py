@@ -1,0 +1,323 @@
+"""Every command of README.md and of the config docstrings, run as a user types it.
+
+The test reads README.md (its fenced ```bash blocks) and the module docstrings of configs/*.py,
+extracts each shell command (backslash continuations joined, `#` comments dropped) and runs it
+as a subprocess, verbatim except for the size overrides of its program appended at the end
+(`PROGRAMS`: fewer steps, a smaller model, fewer examples; tiny archives need --nostrict), then
+checks that the program wrote what it promises (a results.json, a report.md, ...).
+
+- Data: `$DOWNLOADS` holds tiny datasets in the official archive formats
+  (`tests/official_archives.py`: `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`,
+  `train_32x32.mat`, `test_32x32.mat`; CIFAR with 5,200 training images, the fewest that leave
+  a training split beside the recipe's 5,000 validation images). `$DATA` is empty for a README
+  block (the README prepares what it uses); for a config docstring it holds CIFAR-10 and
+  CIFAR-100 already (the docstrings say the data is prepared once, as in the README).
+  `$RUNS` is an empty folder.
+- The commands run in a scratch folder that links `configs/`, `experiments/` and `ngebm_jax/`
+  of this checkout, so `python -m experiments.X --config=configs/Y.py` works as typed and
+  relative outputs (`runs/demo`) land in the scratch folder. `python` is this interpreter.
+- One test per README block and per config file: its commands run in order, in one
+  environment (a later command uses what an earlier one wrote). A command that a README block
+  already ran, with only such commands before it in its group, is not run twice.
+
+A new command in the README needs nothing here if its program is in `PROGRAMS`; a new program
+needs its entry there (size overrides and the files it writes), and a command that cannot run
+on a CPU without network (hardware, clusters, package downloads) an entry in `SKIPPED`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+from typing import Callable
+
+import pytest
+
+from ngebm_jax import reporting
+from ngebm_jax.data import prepare
+from tests import official_archives
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINKED = ("configs", "experiments", "ngebm_jax")  # what a command needs of the checkout
+TIMEOUT_S = 900
+
+# Commands that cannot run in this test, by how they start, with the reason.
+SKIPPED = {
+    "make demo": "creates .venv with pip (network) and trains for about 10 minutes; it runs "
+                 "`python -m experiments.demo --output=runs/demo`, which the README's "
+                 "evaluation block runs",
+    "make test": "runs this test suite",
+    "pip install": "installs from the package index (network)",
+    "gcloud compute tpus": "needs a Cloud TPU pod slice",
+    "JAX_COORDINATOR_ADDRESS=": "needs two hosts; tests/multihost_test.py runs the same training "
+                                "path with two processes on this machine",
+}
+
+# Size overrides shared by the programs that train (train, demo, focus): a 4-channel CNN, two
+# steps, a few dozen examples, PGD and OOD scores reduced to one of each. The same for all of
+# them, so that `experiments.train` on a run of `experiments.demo` resumes it (same config).
+TRAIN_SIZE = (
+    "--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=16",
+    "--config.num_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=2",
+    "--config.checkpoint_every_steps=2", "--config.dataset.num_train=64",
+    "--config.dataset.num_validation=32", "--config.dataset.num_test=32",
+    "--config.dataset.num_open_set_test=32", "--config.dataset.num_workers=0",
+    "--config.sgld.num_steps=1", "--config.sgld.buffer_size=64", "--config.eval.batch_size=32",
+    "--config.eval.max_examples=32", "--config.eval.robustness_num_examples=8",
+    "--config.eval.pgd_steps=1", "--config.eval.ood_scores=('max_softmax',)",
+    "--config.eval.robustness_norms=('linf',)", "--config.eval.epsilons_linf=(0.0,0.03)",
+    "--config.progress_bar=False", "--config.tensorboard=False")
+
+
+def _exists(*parts: str) -> Callable[[dict], list[str]]:
+  """The files a program writes, from its flags: `_exists("workdir", "results.json")`."""
+  return lambda flags: [os.path.join(*(flags[p][-1] if p in flags else p for p in parts))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  overrides: tuple[str, ...]               # appended to the command as typed
+  writes: Callable[[dict], list[str]]       # files that must exist afterwards
+
+
+PROGRAMS = {
+    "experiments.prepare_data": Program(("--nostrict",), _exists("data_dir", "dataset")),
+    "experiments.train": Program(TRAIN_SIZE, _exists("workdir", "results.json")),
+    "experiments.demo": Program(TRAIN_SIZE, _exists("output", "report", "report.md")),
+    "experiments.evaluate": Program(
+        ("--max_examples=32", "--robustness_num_examples=8", "--pgd_steps=1",
+         "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5"), _exists("output", "report.md")),
+    "experiments.salience": Program(
+        ("--num_images=16", "--batch_size=16", "--num_examples=2", "--max_sigma_factors=1"),
+        _exists("output", "report.md")),
+    "experiments.benchmark": Program(  # step times only
+        ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
+         "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents"),
+        _exists("output", "benchmark.json")),
+    "experiments.focus": Program(
+        TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",
+                      "--num_salience_images=16"), _exists("output", "report.md")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  source: str  # file:line
+  text: str    # as written, continuations joined
+
+
+def _commands(numbered_lines: list[tuple[int, str]], source: str) -> list[Command]:
+  """Shell commands of a block: a line ending in `\\` continues; comment-only lines are none."""
+  out, pending, start = [], [], None
+  for number, line in numbered_lines:
+    if not pending:
+      start = number
+    pending.append(line.strip()[:-1].strip() if line.rstrip().endswith("\\") else line.strip())
+    if line.rstrip().endswith("\\"):
+      continue
+    text = " ".join(p for p in pending if p)
+    pending = []
+    if shlex.split(text, comments=True):
+      out.append(Command(f"{source}:{start}", text))
+  return out
+
+
+def readme_groups(path: str = os.path.join(ROOT, "README.md")) -> list[tuple[str, list[Command]]]:
+  """(name, commands) of every ```bash block of the README, in order."""
+  groups, block, fence, start = [], None, None, 0
+  for number, line in enumerate(open(path).read().splitlines(), 1):
+    stripped = line.strip()
+    if stripped.startswith("```"):
+      if fence is None:
+        fence, start = stripped, number
+        block = [] if stripped[3:].strip() in ("bash", "sh", "shell") else None
+      else:
+        if block is not None:
+          groups.append((f"README.md:{start}", _commands(block, "README.md")))
+        fence = None
+      continue
+    if block is not None:
+      block.append((number, line))
+  return groups
+
+
+def docstring_groups() -> list[tuple[str, list[Command]]]:
+  """(configs/NAME.py, commands) of every config whose docstring shows a command."""
+  groups = []
+  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
+    rel = os.path.relpath(path, ROOT)
+    with open(path) as f:
+      source = f.read()
+    body = ast.parse(source).body
+    if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)):
+      continue
+    first, last = body[0].lineno, body[0].end_lineno  # the docstring as written in the file
+    lines, in_command = [], False
+    for number, line in enumerate(source.splitlines()[first - 1:last], first):
+      if line.strip().startswith("python ") or in_command:
+        lines.append((number, line))
+        in_command = line.rstrip().endswith("\\")
+    if lines:
+      groups.append((rel, _commands(lines, rel)))
+  return groups
+
+
+README = readme_groups()
+DOCSTRINGS = docstring_groups()
+GROUPS = README + DOCSTRINGS
+
+
+def _skip_reason(command: Command) -> str | None:
+  return next((reason for start, reason in SKIPPED.items() if command.text.startswith(start)),
+              None)
+
+
+def _program(tokens: list[str]) -> str | None:
+  return tokens[2] if tokens[:2] == ["python", "-m"] and len(tokens) > 2 else None
+
+
+def _flags(argv: list[str]) -> dict[str, list[str]]:
+  out = {}
+  for token in argv:
+    if token.startswith("--") and "=" in token:
+      name, value = token[2:].split("=", 1)
+      out.setdefault(name, []).append(value)
+  return out
+
+
+def _check_report_names_missing_ood_sets(output: str) -> None:
+  """An evaluation report lists each OOD set that was not prepared, with its command."""
+  results = reporting.read_json(os.path.join(output, "results.json"))
+  report = open(os.path.join(output, "report.md")).read()
+  assert "## OOD sets" in report
+  for run, figures in results.items():
+    for name, command in figures["meta"]["ood_missing"].items():
+      assert f"Not prepared, left out: {name} (`{command}`)" in report, (run, name)
+    for name in figures["meta"]["ood_sets"]:
+      assert name in report
+
+
+# --- the environment ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def downloads(tmp_path_factory):
+  """The official files, tiny, as a user downloads them."""
+  folder = tmp_path_factory.mktemp("downloads")
+  official_archives.write_official_archives(folder, per_batch=1040, num_test=100, num_svhn=100)
+  return os.fspath(folder)
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory, downloads):
+  """A data folder with CIFAR-10 and CIFAR-100 prepared (what config docstrings assume)."""
+  folder = tmp_path_factory.mktemp("prepared")
+  for name, file in (("cifar10", "cifar-10-python.tar.gz"),
+                     ("cifar100", "cifar-100-python.tar.gz")):
+    prepare.prepare_from_archives(name, folder, [os.path.join(downloads, file)])
+  return os.fspath(folder)
+
+
+def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # one CPU device, as a user has (the suite forces eight)
+  env.update(DATA=data_dir, RUNS=os.fspath(scratch / "RUNS"), DOWNLOADS=downloads,
+             TFDS_DATA_DIR=os.fspath(scratch / "tensorflow_datasets"),
+             PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+  return env
+
+
+def _run(command: Command, scratch, env) -> None:
+  tokens = shlex.split(command.text, comments=True)
+  program = _program(tokens)
+  if program not in PROGRAMS:
+    pytest.fail(f"{command.source}: `{command.text}` runs {program or tokens[0]!r}, which "
+                "tests/readme_test.py does not know: add its size overrides and the files it "
+                "writes to PROGRAMS there (or the command to SKIPPED, with the reason it cannot "
+                "run in the tests).")
+  # $NAME as the shell expands it, from the test's environment (unset names stay, and fail).
+  argv = [re.sub(r"\$(\w+)|\$\{(\w+)\}",
+                 lambda m: env.get(m.group(1) or m.group(2), m.group(0)), t) for t in tokens]
+  unset = [t for t in argv if "$" in t]
+  assert not unset, (f"{command.source}: `{command.text}` uses environment variables the test "
+                     f"does not set: {unset}; set them in _environment of tests/readme_test.py.")
+  argv += PROGRAMS[program].overrides
+  proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True,
+                        timeout=TIMEOUT_S)
+  assert proc.returncode == 0, (
+      f"{command.source}: `{command.text}` failed (size overrides appended: "
+      f"{' '.join(PROGRAMS[program].overrides)}):\n{proc.stderr[-4000:]}")
+  flags = _flags(argv)
+  for path in PROGRAMS[program].writes(flags):
+    path = path if os.path.isabs(path) else os.path.join(scratch, path)
+    assert os.path.exists(path), f"{command.source}: `{command.text}` did not write {path}."
+  if program == "experiments.evaluate":
+    output = flags["output"][-1]
+    _check_report_names_missing_ood_sets(output if os.path.isabs(output)
+                                         else os.path.join(scratch, output))
+
+
+def _words(command: Command) -> tuple[str, ...]:
+  """The command as the shell splits it (comments dropped): what decides what it does."""
+  return tuple(shlex.split(command.text, comments=True))
+
+
+@pytest.mark.parametrize("name,commands", GROUPS, ids=[name for name, _ in GROUPS])
+def test_commands_run_as_typed(name, commands, tmp_path, downloads, request):
+  skipped = [f"{c.source}: {reason}" for c in commands if (reason := _skip_reason(c))]
+  to_run = [c for c in commands if not _skip_reason(c)]
+  if name.startswith("configs/"):
+    ran_in_readme = {_words(c) for _, cs in README for c in cs}
+    fresh = []
+    for command in to_run:  # a README block ran this command in the same state already
+      if fresh or _words(command) not in ran_in_readme:
+        fresh.append(command)
+    to_run = fresh
+    data_dir = request.getfixturevalue("prepared_data")
+  else:
+    data_dir = os.fspath(tmp_path / "DATA")
+  if not to_run:
+    pytest.skip("; ".join(skipped) or "every command ran in a README block")
+  scratch = tmp_path / "checkout"
+  scratch.mkdir()
+  for entry in LINKED:
+    os.symlink(os.path.join(ROOT, entry), scratch / entry)
+  env = _environment(scratch, data_dir, downloads)
+  for command in to_run:
+    _run(command, scratch, env)
+
+
+# --- the extraction itself -------------------------------------------------------------------
+
+
+def test_the_readme_path_is_found():
+  programs = [_program(shlex.split(c.text, comments=True)) for _, cs in README for c in cs]
+  for program in ("experiments.prepare_data", "experiments.train", "experiments.evaluate",
+                  "experiments.salience", "experiments.benchmark", "experiments.focus",
+                  "experiments.demo"):
+    assert program in programs, f"no README command runs {program}"
+  texts = [c.text for _, cs in README for c in cs]
+  assert ("python -m experiments.train --config=configs/cifar10_ngebm.py "
+          "--workdir=$RUNS/cifar10_ngebm --config.dataset.data_dir=$DATA") in texts
+  assert all(any(c.text.startswith(start) for c in
+                 [c for _, cs in GROUPS for c in cs]) for start in SKIPPED), "a stale SKIPPED entry"
+  assert {name for name, _ in DOCSTRINGS} >= {"configs/cifar10_ngebm.py", "configs/focus.py",
+                                             "configs/smoke.py"}
+
+
+def test_commands_are_split_and_joined_like_a_shell():
+  lines = ["python -m experiments.demo --output=runs/demo  # what make demo runs",
+           "# a comment", "python -m experiments.train --config=configs/smoke.py \\",
+           "    --workdir=runs/x", ""]
+  commands = _commands(list(enumerate(lines, 1)), "X")
+  assert [c.text for c in commands] == [
+      "python -m experiments.demo --output=runs/demo  # what make demo runs",
+      "python -m experiments.train --config=configs/smoke.py --workdir=runs/x"]
+  assert [c.source for c in commands] == ["X:1", "X:3"]
+  assert shlex.split(commands[0].text, comments=True)[-1] == "--output=runs/demo"
