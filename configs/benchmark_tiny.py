@@ -1,7 +1,7 @@
 """A tiny benchmark for tests and laptops: small CNN (width 4), batch 16, little data, seconds.
 
   python -m experiments.benchmark --config=configs/benchmark_tiny.py --output=runs/bench_tiny \
-      --steps=3 --sgld_steps=1 --end_to_end_max_steps=4 --end_to_end_eval_every=2
+      --steps=3 --sgld_steps=1 --config.race.max_steps=4 --config.race.eval_every=2
 
 Exercises every part of the benchmark (step timing, memory and FLOPs figures, end-to-end runs,
 the report); its timings mean nothing.

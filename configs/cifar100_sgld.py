@@ -1,24 +1,23 @@
-"""CIFAR100, SGLD-EBM (JEM): the shared recipe (docs/method.rst) with JEM's sampler.
+"""CIFAR-100, SGLD-EBM (JEM): JEM's own recipe, as configs/cifar10_sgld.py, on CIFAR-100.
 
-K = 20 SGLD steps (alpha 1, sigma 0.01) per training step from a 10,000-image replay buffer
-(reinit 0.05), JEM's second unlabelled batch for log p~(x_data); WRN-28-10, Adam 1e-4 with
-1,000 warmup steps, batch 64, 150 epochs. About 14-20x the cost of a baseline step. JEM runs
-are known to diverge (the run stops at a non-finite loss, keeping its last good checkpoint);
-the authors advise more SGLD steps or a lower learning rate.
+K = 20 SGLD steps per training step, WRN-28-10, Adam 1e-4 with 1,000 warmup steps, batch 64,
+200 epochs with the learning rate x0.3 at epochs 160 and 180; no stabilizer (see
+configs/cifar10_sgld.py for the blow-up bound, restarts and the energy penalty).
 
   python -m experiments.train --config=configs/cifar100_sgld.py --workdir=$RUNS/cifar100_sgld \
       --config.dataset.data_dir=$DATA
 
-Published (JEM, WRN-28-10): CIFAR-10 test accuracy 92.9%; CIFAR-100 ECE 4.87% (baseline 22.32%).
+with CIFAR-100 prepared in $DATA once (README, "Data").
+
+Published (JEM, WRN-28-10, this recipe): CIFAR-100 expected calibration error 4.87%, against
+22.32% for the same network trained as a plain classifier (JEM paper; also the table images
+in JEM's repository).
 """
 
-from configs import default
+from configs import cifar10_sgld
 
 
 def get_config():
-  config = default.get_config()
-  config.objective = "sgld"
+  config = cifar10_sgld.get_config()
   config.dataset.name = "cifar100"
-  config.dataset.num_train = -1  # all 45,000 images of the recipe's training split
-  config.dataset.num_workers = 8
   return config

@@ -52,7 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
       num_train=10_000,
       num_validation=1_000, num_test=2_000,  # procedural data only (TFDS: the recipe's splits)
       augment=True,      # pad-4 reflect + random crop (+ flip)
-      flip=True,         # horizontal flips in the augmentation
+      # Horizontal flips in the augmentation; unset: the dataset's default (DatasetInfo.flip):
+      # flips, except for SVHN, whose digits a mirror changes (JEM flips CIFAR, not SVHN).
+      flip=config_dict.placeholder(bool),
       noise_std=0.03,    # Gaussian noise on every input, train and test
       num_workers=0,     # grain worker processes for augmentation
       poison_batch=-1,   # tests only: makes that batch NaN
@@ -80,10 +82,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.tensorboard = True
   config.skip_nonfinite = False  # True: skip non-finite updates (counted) instead of stopping
   config.max_abs_loss = 1e8      # |loss| above this counts as a blow-up, like a non-finite loss
+  # After a blow-up: restart from the last good checkpoint with a new key, at most this many
+  # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/loop.py).
+  config.max_restarts = 0
   config.allow_config_change = False
   # Persistent compilation cache: "auto" ($JAX_COMPILATION_CACHE_DIR, else WORKDIR/
   # compilation_cache for a gs:// workdir, else ~/.cache/ngebm_jax), a folder, or "" (off).
   config.compilation_cache_dir = "auto"
+
+  # The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
+  # variant trains from the same seed on the same data until `target_accuracy` on validation;
+  # accuracy and ECE are also read at `budget_s` seconds of training.
+  config.race = ml_collections.ConfigDict(dict(
+      objectives=("baseline", "ngebm", "sgld_k5", "sgld_k20"),  # timed variants to race
+      target_accuracy=0.3,  # validation accuracy to reach; <= 0 skips the race
+      budget_s=config_dict.placeholder(float),  # common training seconds; unset: none
+      max_steps=1200,       # caps per runner: steps, and training seconds (<= 0: none)
+      max_seconds=900.0,
+      eval_every=50))       # steps between validations (clock stopped)
 
   config.eval = ml_collections.ConfigDict(dict(
       evaluators=("classification", "calibration", "ood", "robustness"),

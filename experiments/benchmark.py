@@ -8,17 +8,23 @@
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/fit \
       --objectives= --fit_memory_gib=80                 # the largest WRN-28-10 NG-EBM batch
 
+  python -m experiments.benchmark --config=configs/race_embedded.py --output=runs/race \
+      --sgld_steps=5,20 --steps=10      # the race of baseline, NG-EBM and SGLD-EBM (K = 5, 20)
+
 In one process tree, on the same model, batch, devices and dtype: compiles each objective's
 train step (compile time reported apart), times `--steps` steps of each round-robin (median,
 p10/p90, images/s, ratio to the baseline, SGLD(K=20)/NG-EBM), each followed by the PyTorch
 reference's step of the same name when torch is installed (`--pytorch_python` may name another
 environment's Python; without torch the JAX side runs alone), reads XLA's memory and FLOPs
 figures (and the MFU on known accelerators), times the pieces of a step beside PyTorch's, then
-trains the `--end_to_end_objectives` on the embedded data until `--end_to_end_accuracy`
-validation accuracy (on 2 CPU cores about an hour with the defaults; `--end_to_end_accuracy=-1`
-skips it). `--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient
-and of the SGLD loop to the same run. Writes OUTPUT/benchmark.{json,md,png} and prints the
-Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
+races the variants of `config.race.objectives` on the config's data: each trains until
+`config.race.target_accuracy` validation accuracy (and at least `config.race.budget_s` seconds,
+where accuracy and ECE are read), at most `config.race.max_steps` steps and about
+`config.race.max_seconds` seconds each. `--end_to_end_accuracy` is a short form of
+`--config.race.target_accuracy`; a negative value skips the race (minutes instead of an hour).
+`--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient and of the
+SGLD loop to the same run. Writes OUTPUT/benchmark.{json,md,png} (and benchmark_race.png) and
+prints the Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
 """
 
 from __future__ import annotations
@@ -56,18 +62,9 @@ _FIT_GIB = flags.DEFINE_float("fit_memory_gib", None,
 _FIT_OBJECTIVES = flags.DEFINE_list("fit_objectives", ["ngebm"], "Objectives to size.")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "Write a profiler trace there.")
 _E2E_ACCURACY = flags.DEFINE_float(
-    "end_to_end_accuracy", 0.3,
-    "Validation accuracy the end-to-end runs train to; negative skips the end-to-end runs.")
-_E2E_OBJECTIVES = flags.DEFINE_list(
-    "end_to_end_objectives", ["baseline", "ngebm", "sgld_k5", "sgld_k20"],
-    "Timed variants (baseline, ngebm, sgld_k<K>) to train end to end; empty: all of them.")
-_E2E_MAX_STEPS = flags.DEFINE_integer("end_to_end_max_steps", 1200,
-                                      "Cap on training steps per end-to-end run.")
-_E2E_EVAL_EVERY = flags.DEFINE_integer("end_to_end_eval_every", 50,
-                                       "Steps between validation evaluations end to end.")
-_E2E_MAX_SECONDS = flags.DEFINE_float(
-    "end_to_end_max_seconds", 900.0,
-    "Cap on training seconds per end-to-end run (checked at each evaluation); <= 0: none.")
+    "end_to_end_accuracy", None,
+    "Short for --config.race.target_accuracy: the race's target validation accuracy; "
+    "negative skips the race.")
 _COMPONENTS = flags.DEFINE_bool("components", True,
                                 "Also time the pieces of a step, ours and PyTorch's.")
 
@@ -83,16 +80,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   launch.setup()
-  accuracy = _E2E_ACCURACY.value
+  config = _CONFIG.value
+  if _E2E_ACCURACY.value is not None:
+    config.race.target_accuracy = _E2E_ACCURACY.value
   results = benchmark.run_and_report(
-      _CONFIG.value, _OUTPUT.value, batch_sizes=_ints(_BATCH_SIZES), dtypes=_DTYPES.value,
+      config, _OUTPUT.value, batch_sizes=_ints(_BATCH_SIZES), dtypes=_DTYPES.value,
       objective_names=_OBJECTIVES.value, sgld_steps=_ints(_SGLD_STEPS),
       ngebm_grad_modes=_GRAD_MODES.value, sgld_unrolls=_ints(_UNROLLS),
       steps=_STEPS.value, warmup=_WARMUP.value,
-      end_to_end_accuracy=accuracy if accuracy is not None and accuracy >= 0 else None,
-      end_to_end_objectives=_E2E_OBJECTIVES.value or None,
-      end_to_end_max_steps=_E2E_MAX_STEPS.value, end_to_end_eval_every=_E2E_EVAL_EVERY.value,
-      end_to_end_max_seconds=_E2E_MAX_SECONDS.value if _E2E_MAX_SECONDS.value > 0 else None,
       components=_COMPONENTS.value, pytorch=_PYTORCH.value,
       pytorch_python=_PYTORCH_PYTHON.value, pytorch_threads=_PYTORCH_THREADS.value,
       fit_memory_gib=_FIT_GIB.value, fit_objectives=_FIT_OBJECTIVES.value,

@@ -326,13 +326,19 @@ def update(buffer: ReplayBuffer, indices: jax.Array, x: jax.Array) -> ReplayBuff
 
 def sgld_ebm_loss_from_samples(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
                                x_samples: jax.Array, *, x_unlabelled: jax.Array | None = None,
-                               axis_name: str | None = None):
+                               energy_l2: float = 0.0, axis_name: str | None = None):
   """JEM's loss for given model samples: `CE(f(x), y) - mean log p~(x_data) + mean log p~(x~)`.
 
   `x_samples` is a constant (`stop_gradient`): the gradient is JEM's (Persistent) Contrastive
   Divergence estimate of the gradient of `-log p(x)`, plus the cross-entropy gradient. All
   batches go through `apply_fn` in one concatenated forward pass (examples do not interact).
   The loss terms are computed in at least float32 (bfloat16 models).
+
+  With `energy_l2 > 0` the loss adds `energy_l2 * (mean_i E(x_data_i)^2 + mean_j E(x~_j)^2)`,
+  `E = -log p~`: the L2 penalty on the energies of data and samples (Du & Mordatch, arXiv
+  1903.08689, `alpha (E(x+)^2 + E(x-)^2)`), which JEM's authors advise (weight about 0.1, in
+  their public issue tracker) against divergence: it keeps the energies near zero, where the
+  contrastive term cannot run away. JEM's paper trains without it (0, the default).
 
   Args:
     apply_fn: `apply_fn(params, x) -> logits [B, K]`; must not mix examples (no batch norm).
@@ -342,17 +348,21 @@ def sgld_ebm_loss_from_samples(apply_fn: ApplyFn, params: Any, x: jax.Array, y: 
     x_samples: `[S, H, W, C]` model samples (e.g. from `sgld_sample`).
     x_unlabelled: `[U, H, W, C]` inputs for the `log p~(x_data)` term (JEM draws a second,
       unlabelled batch), or None to reuse the labelled batch `x`.
+    energy_l2: weight >= 0 of the L2 penalty on the energies of the data (`x_unlabelled`, or
+      `x`) and of the samples; 0 (JEM) leaves it out.
     axis_name: the mapped device axis for cross-device batch means, or None.
 
   Returns:
     `(loss, aux)`; `aux` holds the (global) batch means `ce`, `log_p_data`, `log_p_samples`,
-    the `logits [B, K]` of the labelled batch and the per-example `energy_samples [S]`
+    `energy_sq` (`mean E(x_data)^2 + mean E(x~)^2`, unweighted, whatever `energy_l2` is), the
+    `logits [B, K]` of the labelled batch and the per-example `energy_samples [S]`
     (`-log p~(x~)`, for logging the sample energies; local to the device).
   """
   _checks.check_images(x)
   _checks.check_labels(y, jnp.shape(x)[0])
   _checks.check_images(x_samples, "x_samples")
   _check_same_image_shape(x, x_samples, "x", "x_samples")
+  _checks.check_positive(energy_l2, "energy_l2")
   parts = [x]
   if x_unlabelled is not None:
     _checks.check_images(x_unlabelled, "x_unlabelled")
@@ -370,13 +380,16 @@ def sgld_ebm_loss_from_samples(apply_fn: ApplyFn, params: Any, x: jax.Array, y: 
   _checks.check_labels(y, logits.shape[0], logits.shape[1])
   ce = _global_mean(
       optax.softmax_cross_entropy_with_integer_labels(at_least_float32(logits), y), axis_name)
-  log_p_data = _global_mean(
-      jax.nn.logsumexp(at_least_float32(logits_data), axis=-1), axis_name)
+  log_p_per_data = jax.nn.logsumexp(at_least_float32(logits_data), axis=-1)
+  log_p_data = _global_mean(log_p_per_data, axis_name)
   log_p_per_sample = jax.nn.logsumexp(at_least_float32(logits_samples), axis=-1)
   log_p_samples = _global_mean(log_p_per_sample, axis_name)
-  loss = ce - log_p_data + log_p_samples
-  aux = {"ce": ce, "log_p_data": log_p_data, "log_p_samples": log_p_samples, "logits": logits,
-         "energy_samples": -log_p_per_sample}
+  # E^2 = (log p~)^2: the sign of the energy does not matter to the penalty.
+  energy_sq = (_global_mean(jnp.square(log_p_per_data), axis_name)
+               + _global_mean(jnp.square(log_p_per_sample), axis_name))
+  loss = ce - log_p_data + log_p_samples + energy_l2 * energy_sq
+  aux = {"ce": ce, "log_p_data": log_p_data, "log_p_samples": log_p_samples,
+         "energy_sq": energy_sq, "logits": logits, "energy_samples": -log_p_per_sample}
   return loss, aux
 
 
@@ -384,7 +397,8 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
                   buffer: ReplayBuffer, key: jax.Array, *, num_steps: int = 20,
                   step_size: float = 1.0, noise_std: float = 0.01, reinit_prob: float = 0.05,
                   x_unlabelled: jax.Array | None = None, clip: Sequence[float] | None = None,
-                  unroll: int | bool | None = None, axis_name: str | None = None):
+                  unroll: int | bool | None = None, energy_l2: float = 0.0,
+                  axis_name: str | None = None):
   """The SGLD-EBM (JEM) objective, one training step's worth, with its buffer update.
 
   `L = CE(f(x), y) + (-mean_i log p~(x_i) + mean_i log p~(x~_i))` (JEM §3, arXiv 1912.03263), where
@@ -412,13 +426,16 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
       it; None reuses `x` (same expectation, one forward pass less).
     clip: None (JEM: no clipping) or `(lo, hi)` to clip the chain after every step.
     unroll: `lax.scan` unroll factor of the chain; None picks it per backend.
+    energy_l2: weight of the L2 penalty on the energies of data and samples (see
+      `sgld_ebm_loss_from_samples`); 0 (JEM) leaves it out.
     axis_name: the mapped device axis for cross-device batch means, or None.
 
   Returns:
     `(loss, (aux, new_buffer))`; `aux` holds the batch means `ce`, `log_p_data`,
-    `log_p_samples`, the `logits [B, K]` of `x`, the per-example `energy_samples [B]`, the
-    `buffer_indices [B]` the samples were drawn from and written to (local to the device), and
-    the `buffer_samples [B, H, W, C]` written there (so a caller can commit only those rows).
+    `log_p_samples`, `energy_sq`, the `logits [B, K]` of `x`, the per-example
+    `energy_samples [B]`, the `buffer_indices [B]` the samples were drawn from and written to
+    (local to the device), and the `buffer_samples [B, H, W, C]` written there (so a caller can
+    commit only those rows).
   """
   _checks.check_images(x)
   _checks.check_labels(y, jnp.shape(x)[0])
@@ -432,6 +449,7 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
   _checks.check_positive(noise_std, "noise_std")
   _check_probability(reinit_prob, "reinit_prob")
   _check_clip(clip)
+  _checks.check_positive(energy_l2, "energy_l2")
   resolve_unroll(unroll, num_steps)
 
   if axis_name is not None:
@@ -442,7 +460,8 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
                           step_size=step_size, noise_std=noise_std, clip=clip, unroll=unroll)
   new_buffer = update(buffer, indices, x_samples)
   loss, aux = sgld_ebm_loss_from_samples(apply_fn, params, x, y, x_samples,
-                                         x_unlabelled=x_unlabelled, axis_name=axis_name)
+                                         x_unlabelled=x_unlabelled, energy_l2=energy_l2,
+                                         axis_name=axis_name)
   aux["buffer_indices"] = indices
   aux["buffer_samples"] = x_samples
   return loss, (aux, new_buffer)

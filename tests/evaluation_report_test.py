@@ -103,6 +103,29 @@ def test_input_noise_does_not_depend_on_the_batch_size():
   assert 1e-3 < np.abs(a - clean).max() < 0.5  # noise of std 0.03 went in
 
 
+def test_interp_gets_the_reference_noise(tmp_path):
+  # log p~(x) of this model is ||x||^2: on zero images its mean is D times the noise variance.
+  # JEM's "interp" averages two noisy test images and adds noise again: 1.5 times the variance.
+  def squared_norm(params, x):
+    s = jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=-1)
+    return jnp.stack([s, s], axis=-1) - jnp.log(2.0) + 0 * params["b"]
+
+  zeros = np.zeros((64, 16, 16, 3), np.float32)
+  inputs = evaluators.EvalInputs(
+      apply_fn=squared_norm, params={"b": jnp.zeros(())}, images=zeros,
+      labels=np.zeros(64, np.int32), ood_images={"interp": zeros, "uniform": zeros},
+      key=jax.random.key(1, impl="rbg"),
+      options=evaluators.EvalOptions(noise_std=0.03, batch_size=64,
+                                     ood_scores=("log_density",)))
+  out = evaluators.evaluate_ood(inputs, str(tmp_path))
+  variance = {k: v["log_density"] / (16 * 16 * 3 * 0.03**2)
+              for k, v in out["score_means"].items()}
+  assert variance["in_distribution"] == pytest.approx(1.0, rel=0.02)
+  assert variance["uniform"] == pytest.approx(1.0, rel=0.02)
+  assert variance["interp"] == pytest.approx(1.5, rel=0.02)
+  assert out["noise_std"]["interp"] == pytest.approx(0.03 * np.sqrt(1.5))
+
+
 def test_report_writes_json_markdown_and_curves(evaluated):
   out, _, _, figures = evaluated
   worse = json.loads(json.dumps(reporting.to_jsonable(figures)))

@@ -98,7 +98,7 @@ PROGRAMS = {
         _exists("output", "report.md")),
     "experiments.benchmark": Program(  # step times only
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
-         "--steps=1", "--sgld_steps=1", "--end_to_end_accuracy=-1", "--nocomponents"),
+         "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents"),
         _exists("output", "benchmark.json")),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",

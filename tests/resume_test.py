@@ -145,3 +145,100 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "does_not_exist.py" in proc.stderr
+
+
+# --- divergence: the finite blow-up guard and restarts ---------------------------------------
+
+
+def _register_blowup(name, blows_up):
+  """Registers `name`: cross-entropy, times 1e9 (finite) where `blows_up(step, key)` holds."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from ngebm_jax import objectives  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.training import objective_registry  # pylint: disable=g-import-not-at-top
+
+  def builder(config, fns):
+    def loss_fn(params, batch, key, objective_state, axis_name, step=None):
+      loss, aux = objectives.cross_entropy_loss(fns.apply_fn, params, batch["image"],
+                                                batch["label"], axis_name=axis_name)
+      # The key differs per device: any device's blow-up is everybody's (one global loss).
+      blow = jax.lax.pmax(jnp.asarray(blows_up(step, key), jnp.int32), axis_name) > 0
+      loss = loss * jnp.where(blow, 1e9, 1.0)
+      return loss, ({"ce": aux["ce"], "accuracy": jnp.zeros(())}, objective_state)
+    return objective_registry.Objective(loss_fn)
+
+  objective_registry.register(name, builder)
+  return name
+
+
+def _first_step_key(config, step):
+  """The key the train step gives the objective at `step` of a run never restarted."""
+  run_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  return jax.random.key_data(jax.random.fold_in(jax.random.fold_in(run_key, step), 0))
+
+
+def test_finite_blow_up_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = _config(num_steps=20, objective=_register_blowup(
+      "test_blowup_at_12", lambda step, key: step == 12))
+  assert config.max_abs_loss == 1e8  # JEM's bound is the default
+  with pytest.raises(loop.NonFiniteLossError, match="at step 12") as raised:
+    loop.train(config, str(tmp_path / "run"))
+  assert raised.value.step == 12 and "loss=2" in str(raised.value)  # finite: about 2.3e9
+  params, step = _final_params(str(tmp_path / "run"))
+  assert step == 10
+  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
+  # The bound is what stopped it: above the blow-up, the same run trains to its end.
+  result = loop.train(_config(num_steps=20, objective=config.objective, max_abs_loss=1e12),
+                      str(tmp_path / "bound_1e12"))
+  assert result.last_step == 20 and result.restarts == 0
+
+
+def test_restart_resumes_from_the_last_good_checkpoint_with_a_new_key(tmp_path):
+  # Blows up at step 12 with the run's own key only: a new key must get past it.
+  config = _config(num_steps=20)
+  original_key_12 = _first_step_key(config, 12)
+  name = _register_blowup("test_blowup_with_the_first_key", lambda step, key: (step == 12) & (
+      jax.numpy.all(jax.random.key_data(key) == original_key_12)))
+  with pytest.raises(loop.NonFiniteLossError, match="at step 12"):
+    loop.train(_config(num_steps=20, objective=name), str(tmp_path / "no_restarts"))
+
+  workdir = str(tmp_path / "run")
+  result = loop.train(_config(num_steps=20, objective=name, max_restarts=1), workdir)
+  assert result.last_step == 20 and result.restarts == 1
+  (record,) = loop.read_restarts(workdir)
+  assert record["diverged_at_step"] == 12 and record["resumed_from_step"] == 10
+  first_key = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(config.seed), 1)))
+  new_key = loop.restart_key(first_key, 1)
+  assert record["key"] == new_key.tolist() and not np.array_equal(new_key, first_key)
+  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+  try:
+    np.testing.assert_array_equal(ckpts.read_state()["key"], new_key)
+  finally:
+    ckpts.close()
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [(l["step"], l["train/restart"]) for l in lines if "train/restart" in l] == [(10, 1)]
+
+  # Back at the checkpoint of step 10 with the same data stream: cross-entropy does not use the
+  # key, so the parameters equal those of a run that never blew up.
+  reference = str(tmp_path / "reference")
+  loop.train(_config(num_steps=20, objective=_register_blowup(
+      "test_never_blows_up", lambda step, key: step < 0)), reference)
+  for a, b in zip(jax.tree.leaves(_final_params(workdir)[0]),
+                  jax.tree.leaves(_final_params(reference)[0])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_restarts_are_bounded_and_counted_across_resumptions(tmp_path):
+  name = _register_blowup("test_blowup_always_at_12", lambda step, key: step == 12)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(loop.NonFiniteLossError, match="2 restarts"):
+    loop.train(_config(num_steps=20, objective=name, max_restarts=2), workdir)
+  records = loop.read_restarts(workdir)
+  assert [(r["restart"], r["diverged_at_step"], r["resumed_from_step"]) for r in records] == [
+      (1, 12, 10), (2, 12, 10)]
+  assert records[0]["key"] != records[1]["key"]  # both went back to step 10, each new keys
+  # A larger bound on the same workdir allows one more: the two before still count.
+  with pytest.raises(loop.NonFiniteLossError, match="3 restarts"):
+    loop.train(_config(num_steps=20, objective=name, max_restarts=3), workdir)
+  assert len(loop.read_restarts(workdir)) == 3
+  with pytest.raises(ValueError, match="max_restarts"):
+    loop.train(_config(max_restarts=-1), str(tmp_path / "bad"))

@@ -79,14 +79,19 @@ def np_sgld(params, x0, *, num_steps, step_size, clip=None):
   return x
 
 
-def np_jem_loss(params, x, y, x_samples, x_unlabelled=None):
+def np_jem_loss(params, x, y, x_samples, x_unlabelled=None, energy_l2=0.0):
   logits = np_logits(params, x)
   lse = np_logsumexp(logits)
   ce = np.mean([lse[i] - logits[i, y[i]] for i in range(len(y))])
   data = x if x_unlabelled is None else x_unlabelled
-  log_p_data = np.mean(np_logsumexp(np_logits(params, data)))
-  log_p_samples = np.mean(np_logsumexp(np_logits(params, x_samples)))
-  return ce - log_p_data + log_p_samples, ce, log_p_data, log_p_samples
+  energy_data = -np_logsumexp(np_logits(params, data))
+  energy_samples = -np_logsumexp(np_logits(params, x_samples))
+  log_p_data, log_p_samples = -np.mean(energy_data), -np.mean(energy_samples)
+  # Du & Mordatch's regularizer: the mean squared energy of data and of samples.
+  energy_sq = (sum(e * e for e in energy_data) / len(energy_data)
+               + sum(e * e for e in energy_samples) / len(energy_samples))
+  loss = ce - log_p_data + log_p_samples + energy_l2 * energy_sq
+  return loss, ce, log_p_data, log_p_samples, energy_sq
 
 
 def uniform_images(seed, n, shape=IMAGE_SHAPE):
@@ -302,7 +307,7 @@ def test_sgld_ebm_loss_matches_numpy(unlabelled):
   want = np_jem_loss(params, np.asarray(x), np.asarray(y), want_samples,
                      None if xu is None else np.asarray(xu))
   np.testing.assert_allclose(float(loss), want[0], rtol=1e-5, atol=1e-4)
-  for name, v in zip(("ce", "log_p_data", "log_p_samples"), want[1:]):
+  for name, v in zip(("ce", "log_p_data", "log_p_samples", "energy_sq"), want[1:]):
     np.testing.assert_allclose(float(aux[name]), v, rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(np.asarray(aux["logits"]), np_logits(params, x), rtol=1e-5,
                              atol=1e-4)
@@ -367,6 +372,30 @@ def test_loss_from_samples_gradients_numerically():
               (params,), order=1, modes=("rev",), eps=1e-2, atol=1e-2, rtol=1e-2)
 
 
+@pytest.mark.parametrize("unlabelled", [False, True])
+def test_energy_l2_penalty_matches_numpy(unlabelled):
+  params, x, y, buf = _loss_setup(seed=4)
+  xu = uniform_images(202, 5) * 0.5 if unlabelled else None
+  out = {}
+  for weight in (0.0, 0.1):
+    loss, (aux, new_buf) = _loss(quad_apply, params, x, y, buf, jax.random.key(5), num_steps=3,
+                                 step_size=0.3, noise_std=0.0, reinit_prob=0.0, x_unlabelled=xu,
+                                 energy_l2=weight)
+    samples = np.asarray(new_buf.samples)[np.asarray(aux["buffer_indices"])]
+    want = np_jem_loss(params, np.asarray(x), np.asarray(y), samples,
+                       None if xu is None else np.asarray(xu), energy_l2=weight)
+    np.testing.assert_allclose(float(loss), want[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(float(aux["energy_sq"]), want[4], rtol=1e-5)
+    out[weight] = float(loss)
+  assert out[0.1] - out[0.0] > 1.0  # the penalty is not negligible here, so the test can fail
+
+  # Its gradient: the penalty's own, by finite differences on the loss from given samples.
+  samples = uniform_images(302, 4)
+  check_grads(jax.jit(lambda p: sgld.sgld_ebm_loss_from_samples(
+      quad_apply, p, x, y, samples, x_unlabelled=xu, energy_l2=0.1)[0]),
+              (params,), order=1, modes=("rev",), eps=1e-2, atol=1e-2, rtol=1e-2)
+
+
 def test_resolve_unroll():
   assert sgld.resolve_unroll(None, 20) == (20 if jax.default_backend() == "cpu" else 1)
   assert sgld.resolve_unroll(True, 20) == 20 and sgld.resolve_unroll(False, 20) == 1
@@ -406,7 +435,7 @@ def test_bad_arguments_raise():
       dict(clip=(1.0, -1.0)), dict(clip=1.0), dict(unroll=0), dict(x=x_uint8), dict(x=x[0]),
       dict(y=y[:3]), dict(y=y.astype(jnp.float32)), dict(x_unlabelled=other_shape),
       dict(x_unlabelled=x_uint8), dict(buf=sgld.ReplayBuffer(samples=other_shape)),
-      dict(buf=buf.samples),
+      dict(buf=buf.samples), dict(energy_l2=-0.1), dict(energy_l2=float("inf")),
   ]
   for kw in bad:
     with pytest.raises(ValueError):
@@ -422,6 +451,7 @@ def test_bad_arguments_raise():
   raises(sgld.update, buf, jnp.arange(6), other_shape)
   raises(sgld.update, buf, jnp.arange(6.0), x)
   raises(sgld.sgld_ebm_loss_from_samples, quad_apply, params, x, y, other_shape)
+  raises(sgld.sgld_ebm_loss_from_samples, quad_apply, params, x, y, x, energy_l2=-1.0)
 
 
 # --- many devices ----------------------------------------------------------------------------

@@ -142,3 +142,19 @@ def test_objectives_that_need_human_maps_are_refused_on_data_without_them():
   config.dataset.name = "focus_task"
   config.objective = "cyborg"
   loop.validate_config(config)
+
+
+@pytest.mark.parametrize("dataset,flip,flips", [
+    ("svhn_cropped", None, False),  # JEM does not flip SVHN's digits
+    ("cifar10", None, True), ("embedded", None, True),
+    ("svhn_cropped", True, True), ("cifar10", False, False)])  # an explicit setting wins
+def test_horizontal_flips_follow_the_dataset_unless_set(dataset, flip, flips):
+  from ngebm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  config = _smoke_config()
+  config.dataset.name, config.dataset.flip, config.dataset.noise_std = dataset, flip, 0.0
+  images = np.zeros((64, 32, 32, 3), np.uint8)
+  images[:, :, :16] = 255  # bright left half: a pad-4 crop keeps it left unless mirrored
+  source = pipeline.ArraySource({"image": images, "label": np.zeros(64, np.int32)})
+  x = next(loop.train_iterator(config, source))["image"]
+  mirrored = x[:, :, :8].mean(axis=(1, 2, 3)) < x[:, :, -8:].mean(axis=(1, 2, 3))
+  assert mirrored.any() == flips  # with flips, all 32 unmirrored has probability 2^-32

@@ -27,9 +27,9 @@ def tiny_run(tmp_path_factory):
   output = tmp_path_factory.mktemp("benchmark")
   command = [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark_tiny.py",
              f"--output={output}", "--steps=2", "--sgld_steps=1", "--nocomponents",
-             "--end_to_end_accuracy=1.01",  # unreachable: the run stops at the step cap
-             "--end_to_end_max_steps=2", "--end_to_end_eval_every=1",
-             "--end_to_end_objectives=baseline"]
+             "--config.race.target_accuracy=1.0",  # unreachable: the run stops at the step cap
+             "--config.race.max_steps=2", "--config.race.eval_every=1",
+             "--config.race.objectives=('baseline', 'ngebm')", "--config.race.budget_s=600"]
   proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                         env=dict(os.environ, PYTHONPATH=ROOT))
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -80,19 +80,68 @@ def test_pytorch_steps_sit_beside_ours_or_the_report_says_why_not(tiny_run):
 
 def test_end_to_end_run_stops_at_the_step_cap(tiny_run):
   _, results, _ = tiny_run
-  run = results["end_to_end"]["runs"]["baseline"]
-  assert not run["reached"] and run["steps_to_target"] is None
-  assert run["steps_run"] == 2 and [c["step"] for c in run["curve"]] == [1, 2]
-  assert 0 <= run["best_val_accuracy"] <= 1 and run["train_s"] > 0
+  assert list(results["end_to_end"]["runs"]) == ["baseline", "ngebm"]
+  for run in results["end_to_end"]["runs"].values():
+    assert not run["reached"] and run["steps_to_target"] is None
+    assert run["steps_run"] == 2 and [c["step"] for c in run["curve"]] == [1, 2]
+    assert 0 <= run["best_val_accuracy"] <= 1 and run["train_s"] > 0
+    assert all(0 <= c["val_ece"] <= 1 for c in run["curve"])
+    assert run["budget_s"] == 600 and run["at_budget"] == run["curve"][-1]
 
 
 def test_report_files(tiny_run):
   output, results, stdout = tiny_run
   assert (output / "benchmark.png").stat().st_size > 0
+  assert (output / "benchmark_race.png").stat().st_size > 0
   table = (output / "benchmark.md").read_text()
   for r in results["steps"]:
     assert f"| {r['name']} |" in table and f"| {r['name']} |" in stdout
   assert f"{results['environment']['load_average_start'][0]:.2f}" in table
+  assert "val acc at 600 s | val ECE at 600 s |" in table
+  assert "(benchmark_race.png)" in table
+  baseline = results["end_to_end"]["runs"]["baseline"]["at_budget"]
+  assert f"| {baseline['val_accuracy']:.3f} | {baseline['val_ece']:.3f} |" in table
+
+
+def test_race_trains_past_the_target_until_the_budget():
+  import jax  # pylint: disable=g-import-not-at-top
+  from ngebm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.benchmarking import race  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.training import loop, spmd  # pylint: disable=g-import-not-at-top
+  config = benchmark_tiny.get_config()
+  mesh = spmd.make_mesh(jax.devices()[:1])
+  sources = data_lib.get_sources(config)
+  (variant,), _ = step_programs.make_variants(config, ["baseline"])
+  batch = spmd.host_to_global(mesh, next(loop.train_iterator(config, sources["train"])))
+  program = step_programs.build_step(variant, mesh, batch, num_classes=10,
+                                     image_shape=(32, 32, 3), steps_per_epoch=8)
+  # Any accuracy reaches this target at the first validation; the budget keeps it training.
+  run = race.time_to_accuracy(program, config, sources, mesh, target_accuracy=1e-9,
+                              max_steps=3, eval_every=1, budget_s=1e6)
+  assert run["reached"] and run["steps_to_target"] == 1 and run["steps_run"] == 3
+  assert run["at_budget"]["step"] == 3
+  # Without a budget it stops at the target.
+  run = race.time_to_accuracy(program, config, sources, mesh, target_accuracy=1e-9,
+                              max_steps=3, eval_every=1)
+  assert run["steps_run"] == 1 and "at_budget" not in run
+
+
+def test_at_budget_is_the_last_validation_within_it():
+  from ngebm_jax.benchmarking import race  # pylint: disable=g-import-not-at-top
+  curve = [{"step": 10, "train_s": 1.0}, {"step": 20, "train_s": 2.0},
+           {"step": 30, "train_s": 3.5}]
+  assert race.at_budget(curve, 3.0)["step"] == 20
+  assert race.at_budget(curve, 3.5)["step"] == 30
+  assert race.at_budget(curve, 0.5) is None
+
+
+@pytest.mark.parametrize("field,value", [("budget_s", -1.0), ("budget_s", 1e4),
+                                         ("target_accuracy", 1.5), ("eval_every", 0)])
+def test_bad_race_configs_fail_before_the_step_timing(field, value):
+  config = benchmark_tiny.get_config()
+  config.race[field] = value  # budget 1e4 s exceeds max_seconds (900 s)
+  with pytest.raises(ValueError, match=f"config.race.{field}"):
+    benchmark.run(config, objective_names=["baseline"], steps=1)
 
 
 def test_variants_and_targets():

@@ -91,6 +91,78 @@ def _fit_lines(fit: list[dict]) -> list[str]:
   return lines
 
 
+def race_markdown(results: dict) -> list[str]:
+  """The end-to-end section: the race to a validation accuracy, and the common budget."""
+  e2e = results.get("end_to_end")
+  if not e2e or not e2e["runs"]:
+    return []
+  budget = e2e.get("budget_s")
+  caps = f"at most {e2e['max_steps']} steps"
+  if e2e.get("max_seconds"):
+    caps += f" and about {e2e['max_seconds']:.0f} s of training"
+  load = results["environment"].get("load_average_end")
+  lines = [f"## End to end: training time to {100 * e2e['target_accuracy']:.0f}% "
+           "validation accuracy", "",
+           f"Each objective trains the same model from the same seed on the same data stream, "
+           f"with the same optimizer and schedule (learning rate "
+           f"{results['setup']['optimizer']['learning_rate']:g}, "
+           f"{results['setup']['optimizer']['warmup_steps']} warmup steps), with the step "
+           f"timed above; validation every {e2e['eval_every']} steps (clock stopped), {caps}. "
+           "Seconds count training steps only (input pipeline included, compilation and "
+           "validation excluded); runs are sequential, in the table's order"
+           + (f"; load average at the end {' / '.join(f'{x:.2f}' for x in load)}"
+              if load else "") + ".", ""]
+  header = ("| objective | reached | steps to target | train s to target | x baseline s | "
+            "best val acc | steps run | non-finite steps |")
+  align = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  if budget is not None:
+    header += f" val acc at {budget:.0f} s | val ECE at {budget:.0f} s |"
+    align += " ---: | ---: |"
+  lines += [header, align]
+  base = e2e["runs"].get("baseline")
+  base_s = base["seconds_to_target"] if base and base["reached"] else None
+  for name, r in e2e["runs"].items():
+    ratio = r["seconds_to_target"] / base_s if base_s and r["reached"] else None
+    row = (f"| {name} | {'yes' if r['reached'] else 'no'} | {_fmt(r['steps_to_target'], 'd')} | "
+           f"{_fmt(r['seconds_to_target'], '.1f')} | {_fmt(ratio, '.2f')} | "
+           f"{_fmt(r['best_val_accuracy'], '.3f')} | {r['steps_run']} | "
+           f"{r['nonfinite_steps']} |")
+    if budget is not None:
+      point = r.get("at_budget") or {}
+      row += (f" {_fmt(point.get('val_accuracy'), '.3f')} | "
+              f"{_fmt(point.get('val_ece'), '.3f')} |")
+    lines.append(row)
+  lines.append("")
+  if budget is not None:
+    lines += [f"At {budget:.0f} s: the last validation at or before that many seconds of "
+              f"training (ECE: {e2e.get('ece_num_bins', 20)} bins, mean-confidence form, on the "
+              "noisy validation inputs).", ""]
+  lines += ["![validation accuracy against training seconds](benchmark_race.png)", ""]
+  return lines
+
+
+def plot_race(results: dict, path: str) -> None:
+  """Validation accuracy against training seconds, every objective of the race in one plot."""
+  e2e = results["end_to_end"]
+  fig, axes = reporting.new_figure(1, squeeze=False)
+  ax = axes[0, 0]
+  for name, r in e2e["runs"].items():
+    curve = r["curve"]
+    ax.plot([c["train_s"] for c in curve], [c["val_accuracy"] for c in curve], marker=".",
+            label=name + ("" if r["reached"] else " (target not reached)"))
+  ax.axhline(e2e["target_accuracy"], color="0.4", linestyle="--", linewidth=1,
+             label=f"target {100 * e2e['target_accuracy']:.0f}%")
+  if e2e.get("budget_s") is not None:
+    ax.axvline(e2e["budget_s"], color="0.6", linestyle=":", linewidth=1,
+               label=f"budget {e2e['budget_s']:.0f} s")
+  ax.set_xlabel("training seconds (validation excluded)")
+  ax.set_ylabel("validation accuracy")
+  ax.set_title(f"Race to {100 * e2e['target_accuracy']:.0f}%: {results['setup']['model']}, "
+               f"{results['setup']['dataset']}")
+  ax.legend(fontsize=7, loc="lower right")
+  reporting.save_figure(fig, path, dpi=120)
+
+
 def markdown(results: dict) -> str:
   """The results as Markdown: set-up, step table, PyTorch beside ours, components, end to end."""
   env, setup = results["environment"], results["setup"]
@@ -145,22 +217,7 @@ def markdown(results: dict) -> str:
     lines += _component_lines(results["components_s"])
   if results.get("memory_fit"):
     lines += _fit_lines(results["memory_fit"])
-  e2e = results.get("end_to_end")
-  if e2e and e2e["runs"]:
-    lines += [f"## End to end: training time to {100 * e2e['target_accuracy']:.0f}% "
-              f"validation accuracy", "",
-              f"Same step as above on the real input pipeline; validation every "
-              f"{e2e['eval_every']} steps (clock stopped), at most {e2e['max_steps']} steps. "
-              "Seconds count training steps only (input pipeline included, compilation and "
-              "validation excluded).", "",
-              "| objective | reached | steps | train s | best val acc | steps run | "
-              "non-finite steps |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, r in e2e["runs"].items():
-      lines.append(
-          f"| {name} | {'yes' if r['reached'] else 'no'} | {_fmt(r['steps_to_target'], 'd')} | "
-          f"{_fmt(r['seconds_to_target'], '.1f')} | {_fmt(r['best_val_accuracy'], '.3f')} | "
-          f"{r['steps_run']} | {r['nonfinite_steps']} |")
-    lines.append("")
+  lines += race_markdown(results)
   return "\n".join(lines)
 
 
@@ -189,11 +246,9 @@ def grid_markdown(all_results: Sequence[dict]) -> str:
 
 
 def plot(results: dict, path: str) -> None:
-  """Bar plot of median step times (p10-p90 whiskers) and, if run, end-to-end seconds."""
+  """Bar plot of median step times (p10-p90 whiskers); the race has its own (`plot_race`)."""
   rows = _ours(results)
-  e2e = results.get("end_to_end")
-  panels = 2 if e2e and e2e["runs"] else 1
-  fig, axes = reporting.new_figure(panels, squeeze=False)
+  fig, axes = reporting.new_figure(1, squeeze=False)
   ax = axes[0, 0]
   names = [r["name"] for r in rows]
   med = np.array([1e3 * r["median_s"] for r in rows])
@@ -222,17 +277,6 @@ def plot(results: dict, path: str) -> None:
   ax.set_title(f"{setup['model']}, batch {setup['batch_size']}, "
                f"{results['environment']['backend']}")
   ax.tick_params(axis="x", rotation=45)
-  if panels == 2:
-    ax = axes[0, 1]
-    runs = e2e["runs"]
-    names = list(runs)
-    secs = [runs[n]["seconds_to_target"] if runs[n]["reached"] else runs[n]["train_s"]
-            for n in names]
-    colors = ["#55a868" if runs[n]["reached"] else "#c44e52" for n in names]
-    ax.bar(names, secs, color=colors)
-    ax.set_ylabel(f"training s to {100 * e2e['target_accuracy']:.0f}% val. acc.\n"
-                  "(red: not reached, s of the capped run)")
-    ax.tick_params(axis="x", rotation=45)
   reporting.save_figure(fig, path, dpi=120)
 
 
@@ -246,9 +290,14 @@ def write_grid_report(all_results: Sequence[dict], output: str) -> dict[str, str
 
 
 def write_report(results: dict, output: str) -> dict[str, str]:
-  """Writes `benchmark.json`, `benchmark.md` and `benchmark.png` in `output`; returns paths."""
+  """Writes `benchmark.json`, `benchmark.md`, `benchmark.png` and, when the race ran,
+  `benchmark_race.png` in `output`; returns their paths."""
   paths = {k: os.path.join(os.fspath(output), f"benchmark.{k}") for k in ("json", "md", "png")}
   reporting.write_json(paths["json"], results)
   reporting.write_text(paths["md"], markdown(results) + "\n")
   plot(results, paths["png"])
+  e2e = results.get("end_to_end")
+  if e2e and e2e["runs"]:
+    paths["race_png"] = os.path.join(os.fspath(output), "benchmark_race.png")
+    plot_race(results, paths["race_png"])
   return paths

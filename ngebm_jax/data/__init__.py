@@ -19,9 +19,16 @@ TFDS_DATASETS = {"cifar10": 10, "cifar100": 100, "svhn_cropped": 10}
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+  """What the trainer needs to know of a dataset.
+
+  `flip`: whether a horizontal mirror keeps an image's class, i.e. whether the augmentation
+  flips it when `config.dataset.flip` is unset (False for SVHN's digits: JEM's recipe does not
+  flip SVHN).
+  """
   name: str
   num_classes: int
   image_shape: tuple[int, int, int] = (32, 32, 3)
+  flip: bool = True
   human_maps: bool = False  # batches carry "human_map" (human salience annotations)
 
 
@@ -33,7 +40,7 @@ def dataset_info(config) -> DatasetInfo:
   if name == FOCUS_TASK:
     return DatasetInfo(name, 2, human_maps=True)
   if name in TFDS_DATASETS:
-    return DatasetInfo(name, TFDS_DATASETS[name])
+    return DatasetInfo(name, TFDS_DATASETS[name], flip=name != "svhn_cropped")
   raise ValueError(f"config.dataset.name must be one of {[EMBEDDED, FOCUS_TASK, *TFDS_DATASETS]}; "
                    f"got {name!r}.")
 

@@ -51,16 +51,29 @@ OFFICIAL_FILES = {"cifar10": ("cifar-10-python.tar.gz",),
                   "cifar100": ("cifar-100-python.tar.gz",),
                   "svhn_cropped": ("train_32x32.mat", "test_32x32.mat")}
 
+# Test-time input noise of an OOD set, as a multiple of the variance every test image gets
+# (std 0.03 in the recipe). JEM's and NG-EBM's evaluation (`eval_wrn_ebm.py`, "cifar_interp")
+# average two test images that each already carry that noise, then add it once more:
+# (x1 + s n1 + x2 + s n2) / 2 + s n3 has noise variance s^2 / 2 + s^2 = 1.5 s^2. `interp` makes
+# the clean average; the OOD evaluator adds noise of std s * sqrt(1.5) to it.
+TEST_NOISE_VARIANCE = {"interp": 1.5}
+
 
 def interp(images: np.ndarray, rng: np.random.Generator, m: int) -> np.ndarray:
-  """`m` pixel averages of two distinct random images of `images` (halves rounded up; JEM)."""
+  """`m` pixel averages of two distinct random images of `images` (JEM's "interp").
+
+  Pairs are uniform over ordered pairs of distinct images (the reference averages two shuffled
+  test batches, batch i with batch i - 1). Half grey levels are rounded to even, so the rounding
+  is unbiased (rounding halves up would brighten the set by 1/4 level on average). The
+  reference's noise is not in the images: the evaluator adds it (`TEST_NOISE_VARIANCE`).
+  """
   n = images.shape[0]
   if n < 2:
     raise ValueError(f"'interp' needs at least 2 in-distribution images; got {n}.")
   first = rng.integers(0, n, m)
   second = (first + rng.integers(1, n, m)) % n  # never the same image twice
   total = images[first].astype(np.uint16) + images[second].astype(np.uint16)
-  return ((total + 1) // 2).astype(np.uint8)
+  return np.rint(total / 2).astype(np.uint8)  # rint: halves to even
 
 
 def uniform_images(rng: np.random.Generator, m: int, shape: Sequence[int]) -> np.ndarray:
@@ -167,8 +180,8 @@ def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = N
                   ) -> dict[str, np.ndarray]:
   """The synthetic OOD sets, from in-distribution uint8 images (JEM §5.2 "interp", and noise).
 
-  interp    pixel average of two distinct random in-distribution images (halves rounded up);
-            JEM averages two shuffled test batches.
+  interp    pixel average of two distinct random in-distribution images (halves to even); JEM
+            averages two shuffled test batches (its extra noise: `TEST_NOISE_VARIANCE`).
   uniform   i.i.d. uniform pixels in 0..255.
   constant  one random colour per image.
 
@@ -245,6 +258,6 @@ def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
           "ood_missing": missing}
 
 
-__all__ = ["NO_LABEL", "OOD_DATASETS", "DEFAULT_OOD", "SYNTHETIC_OOD", "OFFICIAL_FILES", "interp",
-           "uniform_images", "constant_images", "ood_source", "ood_sources", "prepare_command",
-           "default_ood_sets", "synthetic_ood", "load_eval_data"]
+__all__ = ["NO_LABEL", "OOD_DATASETS", "DEFAULT_OOD", "SYNTHETIC_OOD", "TEST_NOISE_VARIANCE",
+           "OFFICIAL_FILES", "interp", "uniform_images", "constant_images", "ood_source",
+           "ood_sources", "prepare_command", "default_ood_sets", "synthetic_ood", "load_eval_data"]

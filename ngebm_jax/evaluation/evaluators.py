@@ -8,8 +8,10 @@ to them; `run_evaluators` runs a list of names (the big_vision pattern: one smal
 
 Protocol (docs/method.rst): the NG-EBM recipe adds Gaussian noise of std 0.03
 to every input at test time. Here that is `EvalOptions.noise_std`, applied by the evaluators to
-the test images, to every OOD set (including "interp"), and to the adversarial images before they
-are classified; the metrics and attacks themselves know nothing of it. The noise of example `i`
+the test images, to every OOD set, and to the adversarial images before they are classified; the
+metrics and attacks themselves know nothing of it. "interp" gets std `noise_std * sqrt(1.5)`:
+the reference averages two test images that already carry the noise and adds it again
+(`ngebm_jax.data.ood.TEST_NOISE_VARIANCE`). The noise of example `i`
 of a set is drawn from `fold_in(fold_in(key, set), i)`: it does not depend on the batch size.
 """
 
@@ -25,6 +27,7 @@ from etils import epath
 import jax
 import numpy as np
 
+from ngebm_jax.data import ood as ood_sets
 from ngebm_jax.energy import ApplyFn
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import inference
@@ -185,10 +188,16 @@ def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
   if not inputs.ood_images:
     logging.warning("No OOD sets given: the ood evaluator has nothing to do.")
     return dict(metrics={}, score_means={}, plots={})
-  step = make_noisy_fn(ood.make_score_fn(inputs.apply_fn, score_names), inputs.options.noise_std)
+  steps = {}
 
-  def scores_of(x, purpose):
-    return _noisy_map(step, inputs, np.asarray(x), purpose)
+  def scores_of(x, purpose, noise_std=inputs.options.noise_std):
+    if noise_std not in steps:  # one compilation per noise level
+      steps[noise_std] = make_noisy_fn(ood.make_score_fn(inputs.apply_fn, score_names), noise_std)
+    return _noisy_map(steps[noise_std], inputs, np.asarray(x), purpose)
+
+  def noise_std_of(set_name):
+    return inputs.options.noise_std * float(
+        np.sqrt(ood_sets.TEST_NOISE_VARIANCE.get(set_name, 1.0)))
 
   logging.info("OOD scores of the in-distribution test set.")
   scores_in = scores_of(inputs.images, inputs.split)
@@ -198,7 +207,7 @@ def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
   roc = {s: {} for s in score_names}
   for set_name, x_out in inputs.ood_images.items():
     logging.info("OOD scores of %r (%d images).", set_name, np.shape(x_out)[0])
-    scores_out = scores_of(x_out, "ood/" + set_name)
+    scores_out = scores_of(x_out, "ood/" + set_name, noise_std_of(set_name))
     metrics[set_name], means[set_name] = {}, {}
     for s in score_names:
       m = ood.ood_metrics(scores_in[s], scores_out[s])
@@ -216,6 +225,7 @@ def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
     plot_paths[f"roc/{s}"] = os.path.relpath(path, output_dir)
   return dict(metrics=metrics, score_means=means, num_in=int(inputs.images.shape[0]),
               num_out={k: int(np.shape(v)[0]) for k, v in inputs.ood_images.items()},
+              noise_std={k: noise_std_of(k) for k in ("in_distribution", *inputs.ood_images)},
               plots=plot_paths)
 
 

@@ -5,6 +5,15 @@ states, the best parameters by validation accuracy, `metrics.jsonl` and TensorBo
 (see `checkpoints.py` for the layout). Re-running it on the same workdir resumes where the last
 checkpoint left off, with the same data order and keys, so the result equals an uninterrupted
 run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return.
+
+Divergence: a step whose loss or gradients are not finite, or whose |loss| exceeds
+`config.max_abs_loss` (a finite blow-up; JEM's code stops at 1e8), is never applied (see
+`spmd.py`). The run then stops (`NonFiniteLossError`) keeping its last good checkpoint, skips
+the step (`config.skip_nonfinite`), or, with `config.max_restarts > 0`, restarts from the last
+good checkpoint with a new key, as JEM's authors restarted diverged runs "from the last
+checkpoint using a different random seed": the new key changes the SGLD draws, re-inits and
+Langevin noise (and dropout), not the data order. Restarts are bounded in number, logged, and
+recorded in `workdir/restarts.json`, so a resumed run counts them and keeps their keys.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from absl import logging
 
 from ngebm_jax import data as data_lib
+from ngebm_jax import reporting
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import inference
@@ -33,11 +44,17 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 # Config fields that may change between a run and its resumption without changing the result.
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
-                    "dataset.data_dir", "dataset.num_workers", "eval", "compilation_cache_dir")
+                    "dataset.data_dir", "dataset.num_workers", "eval", "compilation_cache_dir",
+                    "max_restarts")
+RESTARTS_FILE = "restarts.json"
 
 
 class NonFiniteLossError(FloatingPointError):
-  """A train step produced a non-finite loss or gradient."""
+  """A train step produced a non-finite loss or gradient, or |loss| > config.max_abs_loss."""
+
+  def __init__(self, message: str, step: int | None = None):
+    super().__init__(message)
+    self.step = step
 
 
 class ConfigMismatchError(ValueError):
@@ -53,6 +70,7 @@ class TrainResult:
   preempted: bool
   resumed_from_step: int | None
   skipped_nonfinite_steps: int
+  restarts: int = 0  # restarts after divergence, over the whole run (config.max_restarts)
 
 
 def validate_config(config, num_devices: int | None = None) -> None:
@@ -81,6 +99,8 @@ def validate_config(config, num_devices: int | None = None) -> None:
       raise ValueError(f"config.{field} must be > 0; got {config[field]}.")
   if config.dataset.noise_std < 0:
     raise ValueError(f"config.dataset.noise_std must be >= 0; got {config.dataset.noise_std}.")
+  if config.max_restarts < 0:
+    raise ValueError(f"config.max_restarts must be >= 0; got {config.max_restarts}.")
 
 
 def _check_writable(workdir) -> None:
@@ -113,10 +133,14 @@ def num_train_steps(config, num_train_examples: int) -> int:
 
 
 def train_iterator(config, source, *, seed_offset: int = 0):
-  """The stream of training batches of `config` (this process's slice of each global batch)."""
+  """The stream of training batches of `config` (this process's slice of each global batch).
+
+  Flips follow `config.dataset.flip`, or when it is unset the dataset's default (none for SVHN).
+  """
   d = config.dataset
+  flip = d.flip if d.flip is not None else data_lib.dataset_info(config).flip
   options = pipeline.PipelineOptions(
-      batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=d.flip,
+      batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=flip,
       noise_std=d.noise_std, num_workers=d.num_workers, seed=config.seed + seed_offset,
       poison_batch=d.poison_batch,
       unlabelled_batch=objective_registry.needs_unlabelled_batch(config))
@@ -139,8 +163,26 @@ def init_train_state(config, objective, params, optimizer, image_shape, mesh) ->
   return spmd.put_state(state, mesh)
 
 
+def restart_key(key_data, restart_number: int) -> np.ndarray:
+  """The run key after restart `restart_number` (1, 2, ...) from a state with key `key_data`.
+
+  A fold of the restart number into the restored key: every restart of a run gets a key of its
+  own, also when two restarts go back to the same checkpoint.
+  """
+  if restart_number < 1:
+    raise ValueError(f"restart_number must be >= 1; got {restart_number}.")
+  key = jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.device_get(key_data))))
+  return np.asarray(jax.random.key_data(jax.random.fold_in(key, restart_number)))
+
+
+def read_restarts(workdir: str) -> list[dict]:
+  """The restarts recorded in `workdir` (`restarts.json`), oldest first; [] if none."""
+  path = ckpt_lib.workdir_path(workdir) / RESTARTS_FILE
+  return reporting.read_json(path) if path.exists() else []
+
+
 class Validator:
-  """Validation accuracy and NLL on the evaluation path (`ngebm_jax.evaluation.inference`).
+  """Validation accuracy, NLL and ECE on the evaluation path (`ngebm_jax.evaluation.inference`).
 
   The split is read once; its test-time noise is the evaluation's own (per-example keys from
   `inference.noise_key(config.eval.seed, "validation")`), so the accuracy that picks the best
@@ -152,14 +194,18 @@ class Validator:
     self.images = pipeline.to_model_space(images)
     self.key = inference.noise_key(config.eval.seed, "validation")
     self.batch_size = config.eval.batch_size
+    self.num_bins = config.eval.num_bins
     self.step = inference.make_noisy_fn(inference.logits_fn(apply_fn), config.dataset.noise_std,
                                         mesh)
 
   def __call__(self, params) -> dict:
     logits = inference.predict(self.step, params, self.images, self.key,
                                batch_size=self.batch_size)
+    probs = scipy.special.softmax(np.asarray(logits, np.float64), axis=-1)
     return {"accuracy": calibration.accuracy(logits, self.labels),
-            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True)}
+            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True),
+            "ece": calibration.expected_calibration_error(probs, self.labels,
+                                                          num_bins=self.num_bins)}
 
 
 class _PreemptionFlag:
@@ -220,6 +266,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
 
   ckpts = ckpt_lib.Checkpoints(workdir)
   train_iter = train_iterator(config, sources["train"])
+  restarts = read_restarts(workdir)
   restored = ckpts.restore_latest(state)
   resumed_from = None
   if restored is not None:
@@ -228,6 +275,9 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
     if iter_state is not None:
       train_iter.set_state(iter_state)
     logging.info("Resumed from the checkpoint of step %d in %s.", step, workdir)
+  if restarts and restarts[-1]["resumed_from_step"] == int(state.step):
+    # Interrupted after a restart and before its next checkpoint: keep the restart's key.
+    state = spmd.put_state(state.replace(key=np.asarray(restarts[-1]["key"], np.uint32)), mesh)
 
   train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
                                     max_abs_loss=config.max_abs_loss)
@@ -262,7 +312,9 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
               f"Non-finite loss or gradient, or |loss| above config.max_abs_loss "
               f"({config.max_abs_loss:g}), at step {s} ({terms}). The update was not applied; "
               f"the last good checkpoint in {workdir} is kept. Lower the learning rate (JEM "
-              "diverges this way), or set config.skip_nonfinite=True to skip such steps.")
+              "diverges this way), set config.max_restarts > 0 to restart from the last good "
+              "checkpoint with a new key, or config.skip_nonfinite=True to skip such steps.",
+              step=s)
         skipped += 1
     now = time.perf_counter()
     mean = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
@@ -271,44 +323,87 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
     last_time, last_step = now, steps[-1] + 1
     return mean
 
+  def restart(diverged: NonFiniteLossError):
+    """Goes back to the last good checkpoint (or the start) with a new key; returns the state."""
+    nonlocal train_iter, last_time, last_step
+    ckpts.wait()
+    number = len(restarts) + 1
+    restored = ckpts.restore_latest(state)
+    train_iter = train_iterator(config, sources["train"])
+    if restored is None:
+      new_state = init_train_state(config, objective, ckpt_lib.model_from_config(
+          config, info.num_classes)[1], optimizer, info.image_shape, mesh)
+    else:
+      new_state, iter_state, _ = restored
+      if iter_state is not None:
+        train_iter.set_state(iter_state)
+    key = restart_key(new_state.key, number)
+    new_state = spmd.put_state(new_state.replace(key=key), mesh)
+    from_step = int(new_state.step)
+    restarts.append({"restart": number, "diverged_at_step": diverged.step,
+                     "resumed_from_step": from_step, "key": key.tolist()})
+    if is_main:
+      reporting.write_json(ckpt_lib.workdir_path(workdir) / RESTARTS_FILE, restarts)
+    writer.write(from_step, {"train/restart": number,
+                             "train/restart_diverged_at_step": diverged.step})
+    logging.warning("Divergence at step %s: restart %d of at most %d, from the checkpoint of "
+                    "step %d with a new key (%s).", diverged.step, number, config.max_restarts,
+                    from_step, diverged)
+    last_time, last_step = time.perf_counter(), from_step
+    if progress is not None:
+      progress.n = from_step
+      progress.refresh()
+    return new_state
+
   first = True
   try:
     with _PreemptionFlag() as preemption:
       while step < total:
-        batch = next(train_iter)
-        if first:
-          _check_first_batch(batch)
-          first = False
-        state, metrics = train_step(state, spmd.host_to_global(mesh, batch))
-        pending.append((step, metrics))
-        step += 1
-        if progress is not None:
-          progress.update(1)
-        done = step == total
-        stop = preemption.signum is not None
-        if step % config.log_every_steps == 0 or done or stop:
-          mean = flush()
-          if mean:
-            writer.write(step, {f"train/{k}": v for k, v in mean.items()})
-            if progress is not None:
-              progress.set_postfix(loss=f"{mean['loss']:.4f}", acc=f"{mean['accuracy']:.3f}",
-                                   step_s=f"{mean['step_time_s']:.3f}")
-        if step % config.eval_every_steps == 0 or done:
-          flush()
-          val = validate(state.params)
-          writer.write(step, {f"val/{k}": v for k, v in val.items()})
-          logging.info("step %d: validation accuracy %.4f, nll %.4f", step, val["accuracy"],
-                       val["nll"])
-          if best is None or val["accuracy"] > best["val_accuracy"]:
-            best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": step}
-            ckpts.save_best(step, state.params, best)
-        if step % config.checkpoint_every_steps == 0 or done or stop:
-          flush()
-          ckpts.save(step, state, train_iter.get_state())
-        if stop:
-          logging.warning("Signal %d received: saved the checkpoint of step %d in %s; run the "
-                          "same command again to resume.", preemption.signum, step, workdir)
-          break
+        try:
+          batch = next(train_iter)
+          if first:
+            _check_first_batch(batch)
+            first = False
+          state, metrics = train_step(state, spmd.host_to_global(mesh, batch))
+          pending.append((step, metrics))
+          step += 1
+          if progress is not None:
+            progress.update(1)
+          done = step == total
+          stop = preemption.signum is not None
+          if step % config.log_every_steps == 0 or done or stop:
+            mean = flush()
+            if mean:
+              writer.write(step, {f"train/{k}": v for k, v in mean.items()})
+              if progress is not None:
+                progress.set_postfix(loss=f"{mean['loss']:.4f}", acc=f"{mean['accuracy']:.3f}",
+                                     step_s=f"{mean['step_time_s']:.3f}")
+          if step % config.eval_every_steps == 0 or done:
+            flush()
+            val = validate(state.params)
+            writer.write(step, {f"val/{k}": v for k, v in val.items()})
+            logging.info("step %d: validation accuracy %.4f, nll %.4f", step, val["accuracy"],
+                         val["nll"])
+            if best is None or val["accuracy"] > best["val_accuracy"]:
+              best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": step}
+              ckpts.save_best(step, state.params, best)
+          if step % config.checkpoint_every_steps == 0 or done or stop:
+            flush()
+            ckpts.save(step, state, train_iter.get_state())
+          if stop:
+            logging.warning("Signal %d received: saved the checkpoint of step %d in %s; run "
+                            "the same command again to resume.", preemption.signum, step,
+                            workdir)
+            break
+        except NonFiniteLossError as diverged:
+          if len(restarts) >= config.max_restarts:
+            if config.max_restarts:
+              raise NonFiniteLossError(f"{diverged} ({len(restarts)} restarts, the most "
+                                       "config.max_restarts allows, were spent.)",
+                                       step=diverged.step) from diverged
+            raise
+          state = restart(diverged)
+          step = int(state.step)
     ckpts.wait()
   finally:
     if progress is not None:
@@ -319,4 +414,4 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
                      best_step=best["step"] if best else None,
                      best_val_accuracy=best["val_accuracy"] if best else None,
                      preempted=step < total, resumed_from_step=resumed_from,
-                     skipped_nonfinite_steps=skipped)
+                     skipped_nonfinite_steps=skipped, restarts=len(restarts))

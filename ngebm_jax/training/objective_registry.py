@@ -93,7 +93,7 @@ def _sgld(config, model_fns) -> Objective:
         model_fns.apply_fn, params, batch["image"], batch["label"],
         objective_state["replay_buffer"], key, num_steps=c.num_steps, step_size=c.step_size,
         noise_std=c.noise_std, reinit_prob=c.reinit_prob, x_unlabelled=x_unlabelled,
-        unroll=c.unroll, axis_name=axis_name)
+        unroll=c.unroll, energy_l2=c.energy_l2, axis_name=axis_name)
     metrics = _metrics(aux, batch["label"], axis_name)
     # Divergence shows first in the samples' energies: log their mean and extremes.
     e = jax.lax.stop_gradient(aux["energy_samples"])

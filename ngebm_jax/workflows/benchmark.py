@@ -13,7 +13,8 @@ dtype (or a grid of batches and dtypes), with the pieces of `ngebm_jax.benchmark
 - the pieces of a step (`timing.component_times`), ours and PyTorch's, to show where the time
   goes;
 - the largest batch that fits a memory budget (`memory_fit`), optionally;
-- end to end (`race.time_to_accuracy`): training seconds until a validation accuracy;
+- end to end, the race (`race.time_to_accuracy`, settings in `config.race`): training seconds
+  and steps until a validation accuracy, and accuracy and ECE at a common training budget;
 - the report (`report.write_report`): `benchmark.json`, `benchmark.md`, `benchmark.png`.
 
 Targets (measured and reported, never asserted): an NG-EBM step at most 2x the baseline step,
@@ -135,12 +136,51 @@ def _peer_batch(batches: Sequence[dict]) -> dict:
   return {k: np.asarray(jax.device_get(v)) for k, v in batch.items()}
 
 
+def check_race_config(config) -> None:
+  """Fails on a bad `config.race` before the step timing, not after."""
+  r = config.race
+  if r.target_accuracy > 1:
+    raise ValueError(f"config.race.target_accuracy must be <= 1; got {r.target_accuracy}.")
+  for field in ("max_steps", "eval_every"):
+    if r[field] < 1:
+      raise ValueError(f"config.race.{field} must be >= 1; got {r[field]}.")
+  if r.budget_s is not None and (r.budget_s <= 0 or 0 < r.max_seconds < r.budget_s):
+    raise ValueError(f"config.race.budget_s must be > 0 and at most config.race.max_seconds "
+                     f"({r.max_seconds}); got {r.budget_s}.")
+
+
+def race_objectives(config, programs, sources, mesh) -> dict | None:
+  """The race of `config.race` over the compiled `programs`; None when it is skipped.
+
+  Every runner is a variant of the same config (same model, data, seed, optimizer and
+  schedule); only the objective differs, and for SGLD-EBM the chain length K.
+  """
+  r = config.race
+  check_race_config(config)
+  if r.target_accuracy <= 0:
+    return None
+  max_seconds = r.max_seconds if r.max_seconds > 0 else None
+  names = [p.variant.name for p in programs]
+  wanted = list(r.objectives) if r.objectives else names
+  unknown = sorted(set(wanted) - set(names))
+  if unknown:
+    logging.warning("Race: variants %s were not timed, skipped (timed: %s).", unknown, names)
+  e2e = {"target_accuracy": float(r.target_accuracy), "max_steps": int(r.max_steps),
+         "eval_every": int(r.eval_every), "max_seconds": max_seconds,
+         "budget_s": None if r.budget_s is None else float(r.budget_s),
+         "ece_num_bins": int(config.eval.num_bins), "runs": {}}
+  for program in programs:
+    if program.variant.name in wanted:
+      e2e["runs"][program.variant.name] = race.time_to_accuracy(
+          program, program.variant.config, sources, mesh, target_accuracy=r.target_accuracy,
+          max_steps=r.max_steps, eval_every=r.eval_every, max_seconds=max_seconds,
+          budget_s=r.budget_s)
+  return e2e
+
+
 def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"),
         sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, steps: int = 20, warmup: int = 1,
         ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
-        end_to_end_accuracy: float | None = 0.5,
-        end_to_end_objectives: Sequence[str] | None = None, end_to_end_max_steps: int = 500,
-        end_to_end_eval_every: int = 25, end_to_end_max_seconds: float | None = None,
         components: bool = False, devices=None, pytorch: bool = True,
         pytorch_python: str | None = None, pytorch_threads: int | None = None,
         fit_memory_gib: float | None = None, fit_objectives: Sequence[str] = ("ngebm",),
@@ -148,7 +188,12 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   """Runs the benchmark of `config` and returns its results (what `benchmark.json` holds).
 
   Args:
-    config: a training config (configs/default.py); `objective` is set per variant.
+    config: a training config (configs/default.py); `objective` is set per variant. Its
+      `race` block sets the end-to-end part: the variants to race (`race.objectives`, names
+      such as "baseline", "ngebm", "sgld_k20"; empty: every timed variant), the target
+      validation accuracy (`race.target_accuracy`, <= 0 skips the race), the common budget
+      of training seconds (`race.budget_s`), the caps per runner (`race.max_steps`,
+      `race.max_seconds`, <= 0: none) and the steps between validations (`race.eval_every`).
     objective_names: objectives to time; names not registered are skipped (listed in
       `skipped`). Empty: time nothing (e.g. only `fit_memory_gib`).
     sgld_steps: the chain lengths K timed for "sgld".
@@ -156,12 +201,6 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     warmup: untimed calls per variant.
     ngebm_grad_modes: also time NG-EBM with these `grad_mode`s ("ngebm_<mode>").
     sgld_unrolls: also time SGLD with these `lax.scan` unroll factors ("sgld_k<K>_unroll<u>").
-    end_to_end_accuracy: target validation accuracy for the end-to-end runs; None skips them.
-    end_to_end_objectives: variant names ("baseline", "ngebm", "sgld_k20") to train end to end;
-      None means every timed variant.
-    end_to_end_max_steps: cap on training steps per end-to-end run.
-    end_to_end_eval_every: steps between validation evaluations.
-    end_to_end_max_seconds: cap on training seconds per end-to-end run (None: no cap).
     components: also time the pieces of a step (`component_times`), and PyTorch's.
     devices: the devices of the data-parallel mesh (default: all).
     pytorch: time the PyTorch peer beside our steps (when torch can be imported).
@@ -173,6 +212,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     profile_dir: also write a profiler trace of a few steps of every variant there.
   """
   loop.validate_config(config, len(devices) if devices is not None else None)
+  check_race_config(config)
   env = timing.environment()
   mesh = spmd.make_mesh(devices)
   info = data_lib.dataset_info(config)
@@ -234,22 +274,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
       logging.info("%s: largest batch within %.1f GiB: %d.", f["objective"], f["budget_gib"],
                    f["batch_size"])
 
-  e2e = None
-  if end_to_end_accuracy is not None:
-    wanted = list(end_to_end_objectives) if end_to_end_objectives else [p.variant.name
-                                                                        for p in programs]
-    unknown = sorted(set(wanted) - {p.variant.name for p in programs})
-    if unknown:
-      logging.warning("End-to-end: variants %s were not timed, skipped.", unknown)
-    e2e = {"target_accuracy": float(end_to_end_accuracy), "max_steps": int(end_to_end_max_steps),
-           "eval_every": int(end_to_end_eval_every), "runs": {}}
-    for program in programs:
-      if program.variant.name not in wanted:
-        continue
-      e2e["runs"][program.variant.name] = race.time_to_accuracy(
-          program, program.variant.config, sources, mesh,
-          target_accuracy=end_to_end_accuracy, max_steps=end_to_end_max_steps,
-          eval_every=end_to_end_eval_every, max_seconds=end_to_end_max_seconds)
+  e2e = race_objectives(config, programs, sources, mesh)
+  if e2e is not None:
     env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
   return {

@@ -68,8 +68,8 @@ over the images of a block (about 2-3 s for the default 13,000 images on one cor
 cached on disk; ``load`` keeps its last few results in an in-memory LRU cache (read-only arrays).
 
 OOD sets (``ood_sets``), for offline evaluation of log p~(x), max p(y|x) and approximate mass:
-  interp    pixel average (halves rounded up) of two distinct random in-distribution images,
-            JEM's "interp".
+  interp    pixel average (halves to even) of two distinct random in-distribution images,
+            JEM's "interp" (the evaluator adds its extra noise, ``ood.TEST_NOISE_VARIANCE``).
   uniform   i.i.d. uniform noise in 0..255.
   constant  one random colour per image.
   digits    scikit-learn's real 8x8 handwritten digits (``load_digits``, shipped with
