@@ -105,6 +105,12 @@ def _eval_data(config, split: str, keep_sets, max_examples) -> tuple:
   return images, labels, ood_sets
 
 
+def _validation_split(config) -> tuple[np.ndarray, np.ndarray]:
+  """`(images uint8, labels)` of the split that chose the best checkpoint: the calibration
+  evaluator fits its temperature on it."""
+  return pipeline.read_split(data_lib.get_sources(config)["validation"])
+
+
 def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None = None,
                      split: str = "test") -> dict:
   """Runs the evaluators on the best checkpoint of one training run.
@@ -134,11 +140,19 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
   images, labels, ood_sets = _eval_data(config, split, _setting("ood_sets", overrides, config),
                                         _setting("max_examples", overrides, config))
   seed = _setting("seed", overrides, config)
+  images = pipeline.to_model_space(images)
+  validation = dict(validation_images=None, validation_labels=None)
+  if "calibration" in names:  # temperature scaling is fitted on the validation split
+    if split == "validation":
+      validation = dict(validation_images=images, validation_labels=labels)
+    else:
+      val_images, val_labels = _validation_split(config)
+      validation = dict(validation_images=pipeline.to_model_space(val_images),
+                        validation_labels=val_labels)
   inputs = evaluators_lib.EvalInputs(
-      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
-      images=pipeline.to_model_space(images), labels=labels,
+      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params, images=images, labels=labels,
       ood_images={k: pipeline.to_model_space(v) for k, v in ood_sets.items()},
-      key=jax.random.key(int(seed or 0)), options=options, split=split)
+      key=jax.random.key(int(seed or 0)), options=options, split=split, **validation)
   logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s with %s.", workdir,
                config.dataset.name, config.objective, len(labels), split, sorted(ood_sets),
                names)
