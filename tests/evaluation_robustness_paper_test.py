@@ -53,7 +53,7 @@ def test_minimal_epsilon_matches_the_closed_form(norm):
   # search must find the closed form to its bisection's precision.
   got = robustness.minimal_epsilons(
       linear, params, x, y, key=jax.random.key(0), norm=norm, num_steps=40,
-      binary_search_steps=20, random_start=False, batch_size=5)
+      binary_search_steps=20, random_start=False, batch_size=12)
   np.testing.assert_array_equal(got["clean_correct"], np.arange(12) < 10)
   np.testing.assert_array_equal(got["epsilons"][-2:], 0.0)
   np.testing.assert_allclose(got["epsilons"][:10], expected[:10], rtol=2e-3)
@@ -61,7 +61,7 @@ def test_minimal_epsilon_matches_the_closed_form(norm):
   # closer than the closed form, and a 40-step walk of eps/30 steps gets near the corner.
   rand = robustness.minimal_epsilons(
       linear, params, x, y, key=jax.random.key(1), norm=norm, num_steps=40,
-      binary_search_steps=12, batch_size=5)
+      binary_search_steps=12, batch_size=12)
   assert np.all(rand["epsilons"][:10] >= expected[:10] * (1 - 1e-5))
   assert np.all(rand["epsilons"][:10] <= expected[:10] * 1.3)
 

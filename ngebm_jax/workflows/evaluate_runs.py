@@ -9,7 +9,8 @@ training: for each workdir it loads the run's config and best parameters
 Settings come, in this order of precedence, from the caller's `overrides`, the run's
 `config.eval` (fields named as in `EvalOptions`, plus `evaluators`, `max_examples`, `ood_sets`,
 `epsilons_linf`, `epsilons_l2`, `seed`), and the protocol's defaults; the input noise defaults to
-the run's own `config.dataset.noise_std` (0.03 in the recipe).
+the run's own `config.dataset.noise_std` (0.03 in the recipe). The calibration evaluator also gets
+the run's validation split, to fit its temperature scaling on.
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""The calibration study (experiments/calibration_study.py): NG-EBM where a baseline over-fits.
+
+  python -m experiments.calibration_study --output=runs/calibration_study
+  python -m experiments.calibration_study --output=runs/cs_cifar10 \\
+      --config.dataset.name=cifar10 --config.dataset.data_dir=DIR   # first 250 CIFAR-10 images
+
+The regime of NG-EBM's calibration claim (arXiv 2304.01297), at CPU size: a small CNN (width
+16) on 250 training images without augmentation, 2,000 steps of 32 (256 epochs), so that the
+baseline fits most of its training set and its confidence far outgrows its test accuracy. Every
+run gets the same model, data and steps; the variants (baseline, NG-EBM at beta = gamma = 1,
+gamma only, beta only) run for each of SEEDS and are measured at STAGES on their way; the gamma
+sweep (NG-EBM at beta = 1) and the training-set sizes run for every seed too. Only the
+classification and calibration evaluators run (OOD and PGD: `experiments.evaluate` on the runs).
+The default takes about half an hour on 2 CPU cores; the README quotes its results.
+"""
+
+from configs import default
+
+SEEDS = (0, 1, 2)
+STAGES = (500, 1000, 1500)        # and the end, 2,000
+GAMMAS = (0.3, 3.0)               # with gamma = 0 (beta only) and 1 (NG-EBM) from the variants
+TRAIN_SIZES = (500,)              # besides the config's 250, for the baseline and NG-EBM
+
+
+def get_config():
+  config = default.get_config()
+  config.model.name = "small_cnn"
+  config.model.width = 16
+  config.dataset.num_train = 250
+  config.dataset.num_validation = 1_000
+  config.dataset.num_test = 2_000
+  config.dataset.augment = False
+  config.batch_size = 32
+  config.optimizer.learning_rate = 2e-3
+  config.optimizer.warmup_steps = 100
+  config.num_steps = 2_000
+  config.log_every_steps = 100
+  config.eval_every_steps = 250
+  config.checkpoint_every_steps = 500
+  config.progress_bar = False
+  config.tensorboard = False
+  config.eval.batch_size = 500
+  config.eval.max_examples = 2_000  # TFDS datasets: the first 2,000 test images
+  config.eval.evaluators = ("classification", "calibration")
+  return config
