@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ngebm_jax import reporting
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.evaluation import inference
@@ -98,7 +99,7 @@ def test_evaluators_return_their_figures(evaluated):
   for evaluator in ("calibration", "ood", "robustness"):
     for rel in figures[evaluator]["plots"].values():
       assert is_png(os.path.join(run_dir, rel)), rel
-  json.dumps(report.to_jsonable(figures), allow_nan=False)
+  json.dumps(reporting.to_jsonable(figures), allow_nan=False)
 
 
 def test_calibration_figures_match_slow_references(evaluated):
@@ -156,7 +157,7 @@ def test_input_noise_does_not_depend_on_the_batch_size():
 
 def test_report_writes_json_markdown_and_curves(evaluated):
   out, _, _, figures = evaluated
-  worse = json.loads(json.dumps(report.to_jsonable(figures)))
+  worse = json.loads(json.dumps(reporting.to_jsonable(figures)))
   worse["calibration"]["ece"] = figures["calibration"]["ece"] / 2
   worse["calibration"]["ece_paper"] = figures["calibration"]["ece_paper"] / 2
   results = {

@@ -21,6 +21,7 @@ class DatasetInfo:
   name: str
   num_classes: int
   image_shape: tuple[int, int, int] = (32, 32, 3)
+  human_maps: bool = False  # batches carry "human_map" (human salience annotations)
 
 
 def dataset_info(config) -> DatasetInfo:
@@ -29,7 +30,7 @@ def dataset_info(config) -> DatasetInfo:
     from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
     return DatasetInfo(name, embedded.NUM_CLASSES, tuple(embedded.IMAGE_SHAPE))
   if name == FOCUS_TASK:
-    return DatasetInfo(name, 2)
+    return DatasetInfo(name, 2, human_maps=True)
   if name in TFDS_DATASETS:
     return DatasetInfo(name, TFDS_DATASETS[name])
   raise ValueError(f"config.dataset.name must be one of {[EMBEDDED, FOCUS_TASK, *TFDS_DATASETS]}; "

@@ -16,14 +16,12 @@ figures (NG-EBM arXiv 2304.01297, JEM arXiv 1912.03263) beside ours.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 
+from ngebm_jax import reporting
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import robustness
@@ -80,23 +78,6 @@ def run_subdir(run_name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
 
 
-def to_jsonable(value: Any) -> Any:
-  """NumPy / JAX scalars and arrays to Python; non-finite floats to `None` (strict JSON)."""
-  if isinstance(value, Mapping):
-    return {str(k): to_jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_jsonable(v) for v in value]
-  if isinstance(value, (str, bool)) or value is None:
-    return value
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    return float(value) if math.isfinite(value) else None
-  if hasattr(value, "tolist"):  # arrays
-    return to_jsonable(np.asarray(value).tolist())
-  return str(value)
-
-
 def _get(d: Any, *path: str) -> Any:
   for p in path:
     if not isinstance(d, Mapping):
@@ -133,13 +114,6 @@ def _robust_at(figures: Mapping, norm: str, eps: float) -> float | None:
     if abs(e - eps) < 1e-9:
       return a
   return None
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  """A Markdown table; `|` inside a cell (as in "max p(y|x)") is escaped."""
-  def row(cells):
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-  return [row(header), "|" + " --- |" * len(header)] + [row(r) for r in rows]
 
 
 def _rows(results: Mapping[str, Mapping], specs) -> list[list[str]]:
@@ -211,7 +185,7 @@ def _calibration_section(results: Mapping[str, Mapping], reliability_plot: str |
            "test-time noise); the second is the variant behind NG-EBM's published ratios (its "
            "code's `calibration()`: each bin's accuracy against the bin centre, clean images).",
            ""]
-  lines += _table(["figure"] + [c[0] for c in columns], rows)
+  lines += reporting.markdown_table(["figure"] + [c[0] for c in columns], rows)
   if reliability_plot:
     lines += ["", f"![reliability diagrams of each run, before and after temperature scaling]"
               f"({reliability_plot})"]
@@ -273,7 +247,7 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
   for title, specs in sections:
     rows = _rows(results, specs)
     if rows:
-      lines += ["", f"### {title}", ""] + _table(header, rows)
+      lines += ["", f"### {title}", ""] + reporting.markdown_table(header, rows)
   return lines
 
 
@@ -316,7 +290,7 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
         ours = [fmt(_get(results[r], *path)) for r in runs]
         published = fmt(value)
       rows.append([label, model, published] + ours + [source])
-    lines += _table(["figure", "published model", "published"] + runs + ["source"], rows)
+    lines += reporting.markdown_table(["figure", "published model", "published"] + runs + ["source"], rows)
   return lines
 
 
@@ -355,9 +329,10 @@ def _plot_links(results: Mapping[str, Mapping]) -> list[str]:
     scores = [s for s in ood.SCORE_NAMES if any(f"hist/{s}/{o}" in ood_plots for o in sets)]
     if sets and scores:
       lines += ["Score histograms (test vs OOD set):", ""]
-      lines += _table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
-                      [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram", figures)
-                              for s in scores] for o in sets])
+      lines += reporting.markdown_table(
+          ["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
+          [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram", figures)
+                  for s in scores] for o in sets])
       lines.append("")
     if robust_plots:
       lines += ["Robustness: " + " · ".join(_link(run, rel, norm, figures)
@@ -384,11 +359,10 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
-  os.makedirs(output_dir, exist_ok=True)
+  output_dir = os.fspath(output_dir)
   written = {}
   json_path = os.path.join(output_dir, "results.json")
-  with open(json_path, "w") as f:
-    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+  reporting.write_json(json_path, results)
   written["results_json"] = json_path
 
   curve_plots = {}
@@ -431,7 +405,6 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
   if plot_lines:
     lines += ["", "## Plots per run"] + plot_lines
   md_path = os.path.join(output_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  reporting.write_text(md_path, "\n".join(lines) + "\n")
   written["report_md"] = md_path
   return written

@@ -61,7 +61,13 @@ def validate_config(config, num_devices: int | None = None) -> None:
   names = objective_registry.names()
   if config.objective not in names:
     raise ValueError(f"config.objective must be one of {names}; got {config.objective!r}.")
-  data_lib.dataset_info(config)  # unknown dataset names raise here
+  info = data_lib.dataset_info(config)  # unknown dataset names raise here
+  if objective_registry.needs_human_maps(config) and not info.human_maps:
+    raise ValueError(
+        f"objective {config.objective!r} with these config.focus weights needs human salience "
+        f"maps, and dataset {info.name!r} has none. Train it on the focus task "
+        f"(--config.dataset.name={data_lib.FOCUS_TASK}, e.g. --config=configs/focus.py:cyborg), "
+        "or use objective 'focus' with focus.human_weight=0.")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be > 0; got {config.batch_size}.")
   for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):

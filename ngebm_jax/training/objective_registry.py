@@ -156,6 +156,16 @@ _REGISTRY: dict[str, Callable[..., Objective]] = {
 }
 
 
+def needs_human_maps(config) -> bool:
+  """Whether the objective reads human salience maps (CYBORG's MSE term, or the focus loss with a
+  human term or a reference entropy taken from the human maps)."""
+  if config.objective == "cyborg":
+    return True
+  c = config.focus
+  return config.objective == "focus" and (
+      c.human_weight > 0 or (c.entropy_form == "match_reference" and c.reference_entropy < 0))
+
+
 def needs_unlabelled_batch(config) -> bool:
   """Whether the objective draws a second, unlabelled data batch each step (JEM's default)."""
   return config.objective == "sgld" and config.sgld.separate_unlabelled_batch

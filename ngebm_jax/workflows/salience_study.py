@@ -1,25 +1,13 @@
-r"""Salience report of trained runs: Grad-CAM and the five measures of Explain2Me.
+"""The salience study: Grad-CAM and the five measures of Explain2Me on trained runs, one report.
 
-  python -m experiments.salience --workdir=/runs/baseline --workdir=/runs/ngebm \
-      --output=/tmp/salience_report
-
-Stability (measure (d)) needs several independently seeded runs of one recipe. Train them with
-the same config and different seeds, then pass them as a group (`name:dir,dir,...`):
-
-  for s in 0 1 2; do
-    python -m experiments.train --config=configs/smoke.py --config.seed=$s \
-        --workdir=/tmp/smoke_seed$s
-  done
-  python -m experiments.salience --group=smoke:/tmp/smoke_seed0,/tmp/smoke_seed1,/tmp/smoke_seed2 \
-      --output=/tmp/salience_smoke
-
-Runs passed with --workdir whose configs differ only in `seed` are grouped automatically
-(--noauto_group turns that off). Every run of a group is also measured as a model.
-
-Each run's best checkpoint is measured on the first --num_images test images of its own config
-(no input noise). Writes into --output: salience.json (all numbers), per_image.npz, report.md
-(a table across models), entropy_histogram.png, out_of_set.png, equivariance.png,
-degradation.png and examples.png (images with their maps overlaid).
+What `python -m experiments.salience` runs. Each run's best checkpoint is measured
+(`salience.model_salience.measure_model`) on the first `num_images` test images of its own
+config, without input noise; runs given as a group (several seeds of one recipe) also get
+measure (d), stability across runs (`stability_of`), and runs whose configs differ only in
+`seed` are grouped automatically unless `auto_group=False`. `salience.report.write_report`
+writes into the output folder: salience.json (all numbers), per_image.npz, report.md (a table
+across models), entropy_histogram.png, out_of_set.png, equivariance.png, degradation.png and
+examples.png (images with their maps overlaid).
 """
 
 from __future__ import annotations

@@ -79,6 +79,9 @@ OOD sets (``ood_sets``), for offline evaluation of log p~(x), max p(y|x) and app
   shifted   this family's own renderer, backgrounds and nuisances with object kinds training
             never saw (``NOVEL_KINDS``: square frame, polka-dot patch, concentric target, half
             disc; any hue): the near-OOD set, the role CIFAR-100 plays for a CIFAR-10 model.
+
+One job, one module: the generator, its splits and its OOD sets share the shape renderer, so
+they stay together (about 600 lines, most of them the drawing of the ten shapes).
 """
 
 from __future__ import annotations

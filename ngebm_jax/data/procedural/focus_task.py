@@ -50,6 +50,9 @@ one), in random order. Each split draws from its own stream, `np.random.default_
 so a split does not change when the size of another one does.
 
 Images are uint8 like the other embedded datasets; scale with `x / 127.5 - 1` for the models.
+
+One job, one module: the scenes, the artifact kinds and the human maps are one generator,
+so they stay together (a little over 400 lines).
 """
 
 from __future__ import annotations
