@@ -41,8 +41,9 @@ def get_config():
   config.eval.batch_size = 500
   # On CIFAR-10 the test and OOD sets are the first 2,000 images of each (minutes on a CPU).
   config.eval.max_examples = 2_000
-  # PGD-40 on 200 test images at a few epsilons ([0, 1] pixel units): minutes, not an hour.
-  config.eval.robustness_num_examples = 200
-  config.eval.epsilons_linf = (0.0, 2 / 255, 4 / 255, 8 / 255)
-  config.eval.epsilons_l2 = (0.0, 0.25, 0.5, 1.0)
+  # PGD-40 on 100 test images at two epsilons per norm ([0, 1] pixel units): a minute, where
+  # calibration is the demo's point.
+  config.eval.robustness_num_examples = 100
+  config.eval.epsilons_linf = (0.0, 2 / 255, 8 / 255)
+  config.eval.epsilons_l2 = (0.0, 0.25, 0.5)
   return config

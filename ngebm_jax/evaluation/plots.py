@@ -181,6 +181,9 @@ def reliability_grid(panels: Mapping[str, tuple[Mapping[str, Any], float | None]
                      ncols: int = 2) -> str:
   """Reliability diagrams side by side, one panel per entry (e.g. each run, then + TS).
 
+  Blue: accuracy per confidence bin; red: the gap to the bin's mean confidence; dotted: the
+  share of examples in each bin (right axis).
+
   Args:
     panels: title -> `(bins, ece)`, `bins` as `calibration.calibration_bins` returns them (or
       lists of the same), `ece` a fraction printed on the panel.
@@ -190,6 +193,7 @@ def reliability_grid(panels: Mapping[str, tuple[Mapping[str, Any], float | None]
   nrows = -(-len(panels) // ncols)
   fig, axes = reporting.new_figure(ncols, nrows, size=(4.0, 3.6), squeeze=False)
   flat = list(axes.ravel())
+  legend = []
   for ax, (title, (bins, ece)) in zip(flat, panels.items()):
     edges = np.asarray(bins["edges"], dtype=float)
     accuracy = np.asarray(bins["accuracy"], dtype=float)
@@ -202,23 +206,25 @@ def reliability_grid(panels: Mapping[str, tuple[Mapping[str, Any], float | None]
            width=width[filled], align="edge", color="tab:red", alpha=0.35, hatch="//",
            edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray")
-    # The share of examples per bin, as a thin line on a second scale.
+    # The share of examples per bin, a dotted line on its own 0-1 scale (right).
     share = ax.twinx()
-    share.step(edges, np.append(count, count[-1]) / max(count.sum(), 1), where="post",
-               color="black", linewidth=0.8, alpha=0.6)
+    share.plot((left + width / 2)[filled], (count / max(count.sum(), 1))[filled], color="black",
+               linestyle=":", marker=".", linewidth=1, label="share of examples")
     share.set_ylim(0, 1)
-    share.set_yticks([])
+    share.tick_params(labelsize=7)
+    if not legend:
+      legend = ax.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     if ece is not None:
-      ax.text(0.97, 0.03, f"ECE {100 * ece:.2f}%", transform=ax.transAxes, ha="right",
-              va="bottom", fontsize=9, bbox=dict(facecolor="white", alpha=0.8))
+      share.text(0.97, 0.03, f"ECE {100 * ece:.2f}%", transform=share.transAxes, ha="right",
+                 va="bottom", fontsize=9, bbox=dict(facecolor="white", alpha=0.9))
   for ax in flat[len(panels):]:
     ax.set_visible(False)
-  flat[0].legend(loc="upper left", fontsize=7)
+  flat[0].legend(handles=legend, loc="upper left", fontsize=7)
   reporting.save_figure(fig, path)
   return os.fspath(path)
 
