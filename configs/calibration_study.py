@@ -9,7 +9,8 @@ The regime of NG-EBM's calibration claim (arXiv 2304.01297), at CPU size: a smal
 baseline fits most of its training set and its confidence far outgrows its test accuracy. Every
 run gets the same model, data and steps; the variants (baseline, NG-EBM at beta = gamma = 1,
 gamma only, beta only) run for each of SEEDS and are measured at STAGES on their way; the gamma
-sweep (NG-EBM at beta = 1) and the training-set sizes run for every seed too. Only the
+sweep (NG-EBM at beta = 1) and the training-set sizes run for SWEEP_SEEDS (the first seed; gamma
+= 0 and 1 come from the variants, with every seed): 16 runs. Only the
 classification and calibration evaluators run (OOD and PGD: `experiments.evaluate` on the runs).
 The default takes about half an hour on 2 CPU cores; the README quotes its results.
 """
@@ -17,6 +18,7 @@ The default takes about half an hour on 2 CPU cores; the README quotes its resul
 from configs import default
 
 SEEDS = (0, 1, 2)
+SWEEP_SEEDS = (0,)                # the sweeps' extra runs: one seed, to fit half an hour on a CPU
 STAGES = (500, 1000, 1500)        # and the end, 2,000
 GAMMAS = (0.3, 3.0)               # with gamma = 0 (beta only) and 1 (NG-EBM) from the variants
 TRAIN_SIZES = (500,)              # besides the config's 250, for the baseline and NG-EBM

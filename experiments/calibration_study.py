@@ -10,7 +10,7 @@ Trains the variants (baseline, NG-EBM at beta = gamma = 1, gamma only, beta only
 measuring each at the config file's STAGES on its way, then the gamma sweep (NG-EBM at
 --sweep_beta) and the training-set-size sweep, and writes OUTPUT/report.md, results.json and the
 plots; see `ngebm_jax.workflows.calibration_study`. Lists default to the config file's SEEDS,
-STAGES, GAMMAS and TRAIN_SIZES; an empty flag (--gammas=) turns a sweep off. --config.x=y
+SWEEP_SEEDS, STAGES, GAMMAS and TRAIN_SIZES; an empty flag (--gammas=) turns a sweep off. --config.x=y
 overrides apply to every run. Re-running the command reuses finished runs.
 """
 
@@ -34,6 +34,8 @@ _STAGES = flags.DEFINE_list("stages", None, "Steps at which the variants are mea
                             "way (default: the config file's STAGES).")
 _GAMMAS = flags.DEFINE_list("gammas", None, "Gamma sweep (default: the config file's GAMMAS).")
 _SWEEP_BETA = flags.DEFINE_float("sweep_beta", 1.0, "Beta of the gamma sweep.")
+_SWEEP_SEEDS = flags.DEFINE_list("sweep_seeds", None, "Seeds of the gamma and training-set-size "
+                                 "sweeps (default: the config file's SWEEP_SEEDS, else --seeds).")
 _TRAIN_SIZES = flags.DEFINE_list("train_sizes", None, "Training-set sizes of the size sweep "
                                  "(default: the config file's TRAIN_SIZES).")
 flags.mark_flags_as_required(["output"])
@@ -53,10 +55,12 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown variants {unknown}; choose from "
                          f"{list(calibration_study.DEFAULT_VARIANTS)}.")
+  seeds = _list(_SEEDS, config_file.get("SEEDS", (0, 1, 2)), int)
   calibration_study.run(
       _CONFIG.value, _OUTPUT.value,
       variants={v: calibration_study.DEFAULT_VARIANTS[v] for v in _VARIANTS.value},
-      seeds=_list(_SEEDS, config_file.get("SEEDS", (0, 1, 2)), int),
+      seeds=seeds,
+      sweep_seeds=_list(_SWEEP_SEEDS, config_file.get("SWEEP_SEEDS", seeds), int),
       stages=_list(_STAGES, config_file.get("STAGES", ()), int),
       gammas=_list(_GAMMAS, config_file.get("GAMMAS", ()), float),
       sweep_beta=_SWEEP_BETA.value,

@@ -14,7 +14,8 @@ matters:
 - training length: each of those runs is measured at several steps on its way (its newest
   parameters, `train_and_evaluate.train_in_stages`): calibration against training steps;
 - gamma, at beta = 1 (ECE against gamma; gamma = 0 and 1 are runs of the first list);
-- the training-set size (baseline and NG-EBM).
+- the training-set size (baseline and NG-EBM);
+the two sweeps for every seed or for the first only (`sweep_seeds`, to fit a CPU budget).
 
 Every run is trained with `train_and_evaluate.train_in_stages` / `train_or_reuse` (re-running the
 command retrains nothing that finished, an interrupted run resumes), and its best checkpoint
@@ -76,12 +77,14 @@ def variant_config(base: ml_collections.ConfigDict, variant: Mapping[str, Any],
 def plan_runs(base: ml_collections.ConfigDict, *, variants: Mapping[str, Mapping[str, Any]],
               seeds: Sequence[int], stages: Sequence[int], gammas: Sequence[float] = (),
               sweep_beta: float = 1.0, train_sizes: Sequence[int] = (),
-              size_variants: Sequence[str] = ("baseline", "ngebm")) -> dict[str, dict]:
+              size_variants: Sequence[str] = ("baseline", "ngebm"),
+              sweep_seeds: Sequence[int] | None = None) -> dict[str, dict]:
   """name -> {"config", "seed", "stages", "roles"}; runs with equal configs are one run.
 
   `roles` lists what a run stands for: `("variant", name)`, `("gamma", g)` (NG-EBM at
-  `sweep_beta` and gamma `g`) and `("train_size", (variant, n))`. Variant runs are measured at
-  `stages` (training length); the sweeps only at the end.
+  `sweep_beta` and gamma `g`) and `("train_size", (variant, n))`. Variant runs are made for
+  every seed and measured at `stages` (training length); the sweeps for `sweep_seeds` (default:
+  every seed), measured at the end only.
   """
   if not seeds:
     raise ValueError("give at least one seed.")
@@ -102,7 +105,7 @@ def plan_runs(base: ml_collections.ConfigDict, *, variants: Mapping[str, Mapping
   for seed in seeds:
     for name, variant in variants.items():
       add(f"{name}_s{seed}", variant_config(base, variant, seed), seed, ("variant", name), stages)
-  for seed in seeds:
+  for seed in (seeds if sweep_seeds is None else sweep_seeds):
     for g in gammas:
       config = variant_config(base, dict(objective="ngebm", beta=sweep_beta, gamma=g), seed)
       add(f"gamma{g:g}_beta{sweep_beta:g}_s{seed}", config, seed, ("gamma", float(g)), ())
@@ -417,7 +420,8 @@ def run(base: ml_collections.ConfigDict, output, *,
         variants: Mapping[str, Mapping[str, Any]] | None = None, seeds: Sequence[int] = (0, 1, 2),
         stages: Sequence[int] = (), gammas: Sequence[float] = (), sweep_beta: float = 1.0,
         train_sizes: Sequence[int] = (),
-        size_variants: Sequence[str] = ("baseline", "ngebm")) -> dict[str, str]:
+        size_variants: Sequence[str] = ("baseline", "ngebm"),
+        sweep_seeds: Sequence[int] | None = None) -> dict[str, str]:
   """Trains every run of the study, evaluates, and writes the report; returns the paths.
 
   Args:
@@ -432,18 +436,23 @@ def run(base: ml_collections.ConfigDict, output, *,
     sweep_beta: beta of the gamma sweep.
     train_sizes: training-set sizes for `size_variants`; empty: no sweep.
     size_variants: the variants of the training-set-size sweep.
+    sweep_seeds: seeds of the two sweeps (default: `seeds`); gamma = 0 and 1 come from the
+      variant runs, with every seed.
   """
   variants = dict(DEFAULT_VARIANTS if variants is None else variants)
   output = os.fspath(output)
   runs = plan_runs(base, variants=variants, seeds=seeds, stages=stages, gammas=gammas,
-                   sweep_beta=sweep_beta, train_sizes=train_sizes, size_variants=size_variants)
+                   sweep_beta=sweep_beta, train_sizes=train_sizes, size_variants=size_variants,
+                   sweep_seeds=sweep_seeds)
   trained = train_runs(runs, output)
   summary = summarize(runs, trained)
   settings = dict(dataset=base.dataset.name, num_train=base.dataset.num_train,
                   augment=base.dataset.augment,
                   model=f"{base.model.name}(width={base.model.width})", batch_size=base.batch_size,
                   learning_rate=base.optimizer.learning_rate, num_steps=base.num_steps,
-                  seeds=list(seeds), stages=train_and_evaluate.stage_steps(base, stages),
+                  seeds=list(seeds), sweep_seeds=list(seeds if sweep_seeds is None else
+                                                      sweep_seeds),
+                  stages=train_and_evaluate.stage_steps(base, stages),
                   gammas=list(gammas), sweep_beta=sweep_beta, train_sizes=list(train_sizes))
   plot_files = write_plots(summary, trained, runs, output, sweep_beta=sweep_beta)
   paths = {"report": os.path.join(output, REPORT_FILE),
