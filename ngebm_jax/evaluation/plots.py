@@ -132,13 +132,19 @@ def robustness_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float
   for name, (epsilons, accuracies) in curves.items():
     ax.plot(np.asarray(epsilons, dtype=float) * scale, np.asarray(accuracies, dtype=float),
             marker="o", markersize=3, label=name)
+  _epsilon_axes(ax, norm, "accuracy under PGD",
+                title or f"PGD {'L-inf' if norm == 'linf' else 'L2'} robustness")
+  return _save(fig, path)
+
+
+def _epsilon_axes(ax, norm: str, ylabel: str, title: str) -> None:
+  """Labels, range, grid and legend of an accuracy-against-epsilon plot."""
   ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
-  ax.set_ylabel("accuracy under PGD")
+  ax.set_ylabel(ylabel)
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  ax.set_title(title or f"PGD {'L-inf' if norm == 'linf' else 'L2'} robustness")
-  return _save(fig, path)
+  ax.set_title(title)
 
 
 def minimal_epsilon_curves(curves: Mapping[str, Sequence[float]], path: str, *, norm: str,
@@ -168,12 +174,8 @@ def minimal_epsilon_curves(curves: Mapping[str, Sequence[float]], path: str, *, 
     ax.step(xs, ys, where="post", label=name)
     right = max(right, float(xs[-1]))
   ax.set_xlim(0, right * 1.05 if right > 0 else 1)
-  ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
-  ax.set_ylabel("accuracy (smallest epsilon > x)")
-  ax.set_ylim(0, 1)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  ax.set_title(title or f"Smallest successful PGD epsilon, {'L-inf' if norm == 'linf' else 'L2'}")
+  _epsilon_axes(ax, norm, "accuracy (smallest epsilon > x)", title or
+                f"Smallest successful PGD epsilon, {'L-inf' if norm == 'linf' else 'L2'}")
   return _save(fig, path)
 
 

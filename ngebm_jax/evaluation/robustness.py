@@ -75,6 +75,18 @@ def _check_num_steps(num_steps: int) -> None:
     raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}.")
 
 
+def _check_attack_inputs(x: Any, y: Any, norm: str, noise_std: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Checks a set to attack (`x [N, H, W, C]`, `y [N]`, the norm, the noise); NumPy arrays."""
+  _check_norm(norm)
+  x = np.asarray(x)
+  _checks.check_images(x)
+  y = np.asarray(y)
+  _checks.check_labels(y, x.shape[0])
+  _checks.check_positive(noise_std, "noise_std")
+  return x, y
+
+
 def default_step_size(epsilon, num_steps: int):
   """Madry et al.'s rule, `2.5 * epsilon / num_steps`: the walk can cross the ball and back."""
   return 2.5 * epsilon / num_steps
@@ -211,12 +223,7 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
   Returns:
     dict epsilon -> accuracy (Python floats), in the order of `epsilons`.
   """
-  _check_norm(norm)
-  x = np.asarray(x)
-  _checks.check_images(x)
-  y = np.asarray(y)
-  _checks.check_labels(y, x.shape[0])
-  _checks.check_positive(noise_std, "noise_std")
+  x, y = _check_attack_inputs(x, y, norm, noise_std)
   epsilons = DEFAULT_EPSILONS[norm] if epsilons is None else tuple(float(e) for e in epsilons)
   for e in epsilons:
     _checks.check_positive(e, "epsilon")
@@ -376,14 +383,9 @@ def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax
     dict with `epsilons` (`[N]` float64, pixel units; 0 for misclassified, inf if never
     fooled) and `clean_correct` (`[N]` bool, as the noisy model classified the clean image).
   """
-  _check_norm(norm)
+  x, y = _check_attack_inputs(x, y, norm, noise_std)
   _check_num_steps(num_steps)
   _check_num_steps(binary_search_steps)
-  x = np.asarray(x)
-  _checks.check_images(x)
-  y = np.asarray(y)
-  _checks.check_labels(y, x.shape[0])
-  _checks.check_positive(noise_std, "noise_std")
   if isinstance(num_copies, bool) or int(num_copies) != num_copies or num_copies < 1:
     raise ValueError(f"num_copies must be a positive integer; got {num_copies!r}.")
   dim = int(np.prod(x.shape[1:]))
