@@ -112,6 +112,12 @@ def get_config() -> ml_collections.ConfigDict:
       ood_scores=("log_density", "max_softmax", "approximate_mass"),
       robustness_norms=("linf", "l2"),
       robustness_num_examples=1000,  # PGD attacks the first N test images
+      # "fixed_epsilon": accuracy under PGD at each epsilon below. "paper": NG-EBM's code's
+      # protocol: each image's smallest successful epsilon (foolbox 1.8's exponential + binary
+      # search, binary_search_steps each) against the mean of noise_copies noisy copies.
+      robustness_protocol="fixed_epsilon",
+      binary_search_steps=20,
+      noise_copies=5,
       pgd_steps=40,
       pgd_step_size=config_dict.placeholder(float),  # pixel units; unset: 2.5 eps / steps
       epsilons_linf=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255, 22 / 255,

@@ -1,12 +1,15 @@
-"""`make demo`: trains the baseline and NG-EBM on the embedded data, then reports.
+"""`make demo`: an over-fitted baseline and NG-EBM on the embedded data, then one report.
 
   python -m experiments.demo --output=runs/demo [--objectives=baseline,ngebm,sgld]
-      [--config=configs/demo.py --config.num_steps=500]
+      [--config=configs/demo.py --config.num_steps=1500]
+  python -m experiments.demo --output=runs/demo_cifar10 --config.dataset.name=cifar10 \
+      --config.dataset.data_dir=DIR          # the same regime on real images
 
 SGLD-EBM (JEM) is opt-in (`--objectives=baseline,ngebm,sgld`, or `make demo
 OBJECTIVES=baseline,ngebm,sgld`). Every objective gets the same config but `objective`; each run
-goes to `OUTPUT/<objective>` (re-running reuses finished runs), the report to
-`OUTPUT/report/report.md`. The workflow is `ngebm_jax.workflows.demo`.
+goes to `OUTPUT/<objective>` (re-running reuses finished runs), measured at a few steps on its
+way; the report, `OUTPUT/report/report.md`, leads with calibration (against training steps, then
+before and after temperature scaling). The workflow is `ngebm_jax.workflows.demo`.
 """
 
 from absl import app

@@ -8,28 +8,7 @@ import numpy as np
 import pytest
 
 from ngebm_jax.evaluation import calibration
-
-
-def slow_ece(probs, labels, num_bins, bin_confidence="mean"):
-  """Guo et al.'s ECE with Python loops: bins (b/M, (b+1)/M], 0 in the first bin."""
-  n = len(labels)
-  total = 0.0
-  for b in range(num_bins):
-    lo, hi = b / num_bins, (b + 1) / num_bins
-    members = []
-    for i in range(n):
-      conf = max(probs[i])
-      if lo < conf <= hi or (b == 0 and conf == 0.0):
-        members.append(i)
-    if not members:
-      continue
-    acc = sum(int(np.argmax(probs[i]) == labels[i]) for i in members) / len(members)
-    if bin_confidence == "mean":
-      conf = sum(max(probs[i]) for i in members) / len(members)
-    else:
-      conf = (lo + hi) / 2
-    total += len(members) / n * abs(acc - conf)
-  return total
+from tests.calibration_references import slow_ece
 
 
 def random_probs(rng, n, k, temperature=3.0):

@@ -13,9 +13,11 @@ import pytest
 from ngebm_jax import reporting
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import evaluators
+from ngebm_jax.evaluation import inference
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import report
+from tests import calibration_references as ref
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,10 +36,16 @@ def make_inputs(batch_size=32, noise_std=0.03, key_impl="rbg"):
   # "rbg" keys compile faster on CPU than the default threefry (about 1 s per function).
   rng = np.random.default_rng(0)
   classes, shape = 3, (6, 6, 3)
-  labels = rng.integers(0, classes, 60).astype(np.int32)
-  # Class k brightens channel k: a linear model separates the classes.
-  images = rng.uniform(-0.5, 0.5, (60,) + shape)
-  images[np.arange(60), :, :, labels] += 0.4
+
+  def labelled_images(n):
+    labels = rng.integers(0, classes, n).astype(np.int32)
+    # Class k brightens channel k: a linear model separates the classes.
+    images = rng.uniform(-0.5, 0.5, (n,) + shape)
+    images[np.arange(n), :, :, labels] += 0.4
+    return images.astype(np.float32), labels
+
+  images, labels = labelled_images(60)
+  val_images, val_labels = labelled_images(40)
   w = np.zeros((int(np.prod(shape)), classes))
   for k in range(classes):
     w[np.arange(int(np.prod(shape))) % 3 == k, k] = 0.2
@@ -52,8 +60,9 @@ def make_inputs(batch_size=32, noise_std=0.03, key_impl="rbg"):
       epsilons={"linf": (0.0, 8 / 255, 30 / 255), "l2": (0.0, 0.5)},
       robustness_num_examples=16)
   return evaluators.EvalInputs(
-      apply_fn=linear, params=params, images=images.astype(np.float32), labels=labels,
-      ood_images=ood_images, key=jax.random.key(0, impl=key_impl), options=options)
+      apply_fn=linear, params=params, images=images, labels=labels,
+      ood_images=ood_images, key=jax.random.key(0, impl=key_impl), options=options,
+      validation_images=val_images, validation_labels=val_labels)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +84,7 @@ def test_evaluators_return_their_figures(evaluated):
   cal = figures["calibration"]
   assert 0 <= cal["ece"] <= 1 and sum(cal["bins"]["count"]) == 60
   assert len(cal["bins"]["edges"]) == 11
+  assert set(cal["plots"]) == {"reliability", "reliability_ts"}
   m = figures["ood"]["metrics"]
   assert set(m) == {"svhn", "cifar_100"}
   for set_name in m:
@@ -90,6 +100,48 @@ def test_evaluators_return_their_figures(evaluated):
     for rel in figures[evaluator]["plots"].values():
       assert is_png(os.path.join(run_dir, rel)), rel
   json.dumps(reporting.to_jsonable(figures), allow_nan=False)
+
+
+def test_calibration_figures_match_slow_references(evaluated):
+  _, _, inputs, figures = evaluated
+  cal = figures["calibration"]
+  labels = inputs.labels
+  p = jax.tree.map(np.asarray, inputs.params)
+  noisy = evaluators.test_logits(inputs)
+  clean = inputs.images.reshape(60, -1) @ p["w"] + p["b"]  # the linear model in NumPy
+  # Validation logits: the noise training validated with (the split's own key).
+  val = inference.predict_logits(
+      linear, inputs.params, inputs.validation_images, noise_std=0.03, batch_size=32,
+      key=inference.purpose_key(inputs.key, "noise/validation"))
+  np.testing.assert_allclose(evaluators.validation_logits(inputs), val, rtol=1e-6)
+  assert cal["ece"] == pytest.approx(ref.slow_ece(ref.softmax_rows(noisy), labels, 10), abs=1e-9)
+  assert cal["ece_paper"] == pytest.approx(ref.reference_paper_ece(clean, labels), abs=1e-5)
+  assert cal["confidence_gap"] == pytest.approx(ref.slow_confidence_gap(noisy, labels), abs=1e-9)
+  assert cal["nll"] == pytest.approx(ref.slow_nll(noisy, labels), rel=1e-6)
+  assert cal["brier"] == pytest.approx(ref.slow_brier(noisy, labels), rel=1e-6)
+  t_grid, spacing = ref.brute_force_temperature(val, inputs.validation_labels)
+  t = cal["temperature"]
+  assert abs(np.log(t) - np.log(t_grid)) <= spacing
+  assert t < 1  # this linear model is under-confident: its logits are small
+  scaled = np.float64(noisy) / t
+  assert cal["ece_ts"] == pytest.approx(ref.slow_ece(ref.softmax_rows(scaled), labels, 10),
+                                        abs=1e-9)
+  assert cal["nll_ts"] == pytest.approx(ref.slow_nll(scaled, labels), rel=1e-6)
+  assert cal["brier_ts"] == pytest.approx(ref.slow_brier(scaled, labels), rel=1e-6)
+  assert cal["confidence_gap_ts"] == pytest.approx(ref.slow_confidence_gap(scaled, labels),
+                                                   abs=1e-9)
+  assert cal["ece_paper_ts"] == pytest.approx(
+      ref.reference_paper_ece(np.float64(clean) / t, labels), abs=1e-5)
+  assert cal["clean"]["accuracy"] == pytest.approx(np.mean(clean.argmax(1) == labels))
+
+
+def test_no_validation_images_no_temperature(tmp_path):
+  inputs = make_inputs()
+  inputs = evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
+                                 labels=inputs.labels, key=inputs.key, options=inputs.options)
+  cal = evaluators.evaluate_calibration(inputs, str(tmp_path))
+  assert cal["temperature"] is None and cal["ece_ts"] is None and cal["ece"] > 0
+  assert set(cal["plots"]) == {"reliability"}
 
 
 def test_input_noise_does_not_depend_on_the_batch_size():
@@ -130,6 +182,7 @@ def test_report_writes_json_markdown_and_curves(evaluated):
   out, _, _, figures = evaluated
   worse = json.loads(json.dumps(reporting.to_jsonable(figures)))
   worse["calibration"]["ece"] = figures["calibration"]["ece"] / 2
+  worse["calibration"]["ece_paper"] = figures["calibration"]["ece_paper"] / 2
   results = {
       "baseline run": dict(figures, meta=dict(dataset="cifar10", objective="baseline")),
       "ngebm": dict(worse, meta=dict(dataset="CIFAR-10", objective="ngebm")),
@@ -148,7 +201,17 @@ def test_report_writes_json_markdown_and_curves(evaluated):
   assert "| L-inf, eps 8/255 |" in md and "| L2, eps 0.5 |" in md
   assert "Published figures beside ours (cifar10)" in md
   assert "| 0.93 |" in md  # WRN baseline max p(y|x) AUROC on SVHN (JEM Table 3)
-  assert "| 2.00x |" in md  # our ECE ratio baseline / NG-EBM, beside the published 2.5x
+  assert "| 2.00x |" in md  # our ECE ratio (NG-EBM's variant) baseline / NG-EBM, beside 2.5x
+  # The calibration table leads: every run before and after temperature scaling.
+  assert md.index("## Calibration") < md.index("## Side by side")
+  assert "| figure | baseline run | baseline run + TS | ngebm | ngebm + TS |" in md
+  cal = figures["calibration"]
+  assert (f"| ECE (10 bins, mean confidence, test images + noise σ = 0.03) | "
+          f"{100 * cal['ece']:.2f}% | {100 * cal['ece_ts']:.2f}% |") in md
+  assert "| ECE as NG-EBM's code (20 bins, bin centre, clean test images) |" in md
+  assert f"| temperature T (fitted on validation NLL) | 1 | {cal['temperature']:.3f} |" in md
+  assert "(reliability.png)" in md and is_png(written["reliability"])
+  assert "protocol: fixed_epsilon" in md
   assert "(baseline_run/reliability.png)" in md
   assert "[histogram](ngebm/ood_hist_max_softmax_svhn.png)" in md
   assert "cifar100)" not in md  # no CIFAR-100 run, no CIFAR-100 section
@@ -186,5 +249,12 @@ def test_bad_inputs_raise(tmp_path):
     evaluators.EvalOptions(robustness_norms=("linf", "l1"))
   with pytest.raises(ValueError, match="noise_std"):
     evaluators.EvalOptions(noise_std=-0.03)
+  with pytest.raises(ValueError, match="together"):
+    evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
+                          labels=inputs.labels, validation_images=inputs.images)
+  with pytest.raises(ValueError, match="validation_images"):
+    evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
+                          labels=inputs.labels, validation_images=inputs.images[:, :3],
+                          validation_labels=inputs.labels)
   with pytest.raises(ValueError, match="ood_scores"):
     evaluators.EvalOptions(ood_scores=("energy",))

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from ngebm_jax import data as data_lib
+from ngebm_jax.data import pipeline
+from ngebm_jax.evaluation import inference
 from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.workflows import train_and_evaluate
 from ngebm_jax.training import checkpoints as ckpt_lib
@@ -16,6 +19,7 @@ from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
 from ngebm_jax.training.state import TrainState, make_optimizer
+from tests import calibration_references as ref
 
 
 def _smoke_config(**overrides):
@@ -75,6 +79,7 @@ def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   assert written == results  # the JSON file holds exactly what the workflow returned
   assert 0 <= written["accuracy"] <= 1 and 0 <= written["ece"] <= 1 and written["nll"] > 0
   assert written["num_examples"] == 128
+  _check_calibration_against_references(workdir, written)
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   train_steps = [l["step"] for l in lines if "train/loss" in l]
   assert train_steps == [5, 10, 15, 20]
@@ -86,6 +91,37 @@ def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   assert config.objective == "ngebm"
   assert jax.tree.structure(params) == jax.tree.structure(
       ckpt_lib.model_from_config(config, 10)[1])
+
+
+def _check_calibration_against_references(workdir, written):
+  """results.json's calibration figures, recomputed from the best checkpoint with the slow
+  NumPy references (the logits come from the same evaluation path and keys)."""
+  config, fns, params = ckpt_lib.load_run(workdir)
+  sources = data_lib.get_sources(config)
+  test_x, test_y = pipeline.read_split(sources["test"])
+  val_x, val_y = pipeline.read_split(sources["validation"])
+
+  def logits(x, split, noise_std):
+    return inference.predict_logits(
+        fns.apply_fn, params, pipeline.to_model_space(x), noise_std=noise_std, batch_size=64,
+        key=inference.noise_key(config.eval.seed, split))
+
+  noisy = logits(test_x, "test", config.dataset.noise_std)
+  clean = logits(test_x, "test", 0.0)
+  val = logits(val_x, "validation", config.dataset.noise_std)
+  probs = ref.softmax_rows(noisy)
+  assert written["ece"] == pytest.approx(ref.slow_ece(probs, test_y, 20), abs=1e-9)
+  assert written["ece_paper"] == pytest.approx(ref.reference_paper_ece(clean, test_y), abs=1e-4)
+  assert written["confidence_gap"] == pytest.approx(ref.slow_confidence_gap(noisy, test_y),
+                                                    abs=1e-9)
+  t_grid, spacing = ref.brute_force_temperature(val, val_y)
+  assert abs(np.log(written["temperature"]) - np.log(t_grid)) <= spacing
+  scaled = np.float64(noisy) / written["temperature"]
+  assert written["ece_ts"] == pytest.approx(ref.slow_ece(ref.softmax_rows(scaled), test_y, 20),
+                                            abs=1e-9)
+  assert written["nll_ts"] == pytest.approx(ref.slow_nll(scaled, test_y), rel=1e-6)
+  assert written["ece_paper_ts"] == pytest.approx(
+      ref.reference_paper_ece(np.float64(clean) / written["temperature"], test_y), abs=1e-4)
 
 
 @pytest.mark.parametrize("overrides, error, match", [

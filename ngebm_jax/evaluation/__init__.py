@@ -4,9 +4,12 @@ See docs/method.rst. Data flows one way: a trained model -> `evaluators` (chosen
 name) -> per-run figures -> `report` (results.json, report.md, plots).
 
 Modules:
-  calibration: expected_calibration_error, calibration_bins, negative_log_likelihood, brier_score.
+  calibration: expected_calibration_error, calibration_bins, negative_log_likelihood, brier_score,
+    confidence_gap, calibration_figures (every figure of one set of logits).
+  temperature: temperature scaling, fit_temperature (one T fitted on validation NLL).
   ood: OOD scores (log_density, max_softmax, approximate_mass) and metrics (AUROC, AUPR, FPR@95).
-  robustness: PGD L-inf / L2 attacks and robust_accuracy.
+  robustness: PGD L-inf / L2 attacks, robust_accuracy (fixed epsilons) and minimal_epsilons
+    (the NG-EBM code's protocol: smallest successful epsilon by foolbox 1.8's search).
   plots: reliability diagram, OOD histograms, ROC and robustness curves (PNG files).
   evaluators: EvalInputs, EvalOptions, the EVALUATORS registry and run_evaluators.
   report: write_report (results.json and report.md).
@@ -14,8 +17,8 @@ Modules:
   focus_task: detection AUROC and CAM statistics on the authentic-vs-generated task.
 
 The metrics and attacks import only NumPy and JAX (scikit-learn on the first OOD metric). The
-evaluators and report, which need matplotlib, load on first
-use of their names here (`ngebm_jax.evaluation.EvalInputs`, ...).
+evaluators and report, which need matplotlib, and temperature scaling, which needs SciPy, load on
+first use of their names here (`ngebm_jax.evaluation.EvalInputs`, ...).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import importlib
 from ngebm_jax.evaluation.calibration import accuracy
 from ngebm_jax.evaluation.calibration import brier_score
 from ngebm_jax.evaluation.calibration import calibration_bins
+from ngebm_jax.evaluation.calibration import calibration_figures
+from ngebm_jax.evaluation.calibration import confidence_gap
 from ngebm_jax.evaluation.calibration import expected_calibration_error
 from ngebm_jax.evaluation.calibration import negative_log_likelihood
 from ngebm_jax.evaluation.ood import SCORE_NAMES
@@ -35,6 +40,7 @@ from ngebm_jax.evaluation.ood import ood_scores
 from ngebm_jax.evaluation.robustness import DEFAULT_EPSILONS
 from ngebm_jax.evaluation.robustness import STANDARD_EPSILONS
 from ngebm_jax.evaluation.robustness import make_pgd_attack
+from ngebm_jax.evaluation.robustness import minimal_epsilons
 from ngebm_jax.evaluation.robustness import pgd_attack
 from ngebm_jax.evaluation.robustness import robust_accuracy
 
@@ -44,6 +50,7 @@ _LAZY = {
     "EvalInputs": "evaluators",
     "EvalOptions": "evaluators",
     "run_evaluators": "evaluators",
+    "fit_temperature": "temperature",
     "write_report": "report",
 }
 
@@ -57,8 +64,9 @@ def __getattr__(name):
 
 __all__ = [
     "DEFAULT_EPSILONS", "EVALUATORS", "EvalInputs", "EvalOptions", "SCORE_NAMES",
-    "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins",
-    "expected_calibration_error", "fpr_at_tpr", "make_pgd_attack", "make_score_fn",
-    "negative_log_likelihood", "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy",
-    "run_evaluators", "write_report",
+    "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins", "calibration_figures",
+    "confidence_gap", "expected_calibration_error", "fit_temperature", "fpr_at_tpr",
+    "make_pgd_attack", "make_score_fn", "minimal_epsilons", "negative_log_likelihood",
+    "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy", "run_evaluators",
+    "write_report",
 ]

@@ -229,3 +229,48 @@ def accuracy(probs_or_logits: Any, labels: Any) -> float:
     raise ValueError(f"probs_or_logits must have shape [N, K] with N > 0; got {scores.shape}.")
   labels = _as_labels(labels, scores.shape[0], scores.shape[1])
   return float(np.mean(scores.argmax(axis=1) == labels))
+
+
+def confidence_gap(probs: Any, labels: Any) -> float:
+  """Mean confidence minus accuracy, `1/N sum_i (max_k p_ik - [argmax_k p_ik = y_i])`.
+
+  Positive: the model is over-confident on average; negative: under-confident. Unlike ECE it
+  keeps the sign, so it says which way a model is off (ECE >= |confidence gap|).
+  """
+  probs, labels = _check_probs(probs, labels)
+  correct = probs.argmax(axis=1) == labels
+  return float(np.mean(probs.max(axis=1) - correct))
+
+
+# The variant of ECE behind NG-EBM's published ratios (its code's `calibration()`): 20 bins,
+# each bin's accuracy compared with the bin centre. The inputs are clean (no test-time noise):
+# that part is the caller's (see `evaluators.evaluate_calibration`).
+PAPER_NUM_BINS = 20
+
+
+def calibration_figures(logits: Any, labels: Any, *, num_bins: int = 20) -> dict[str, Any]:
+  """Every calibration figure of one set of logits: what the evaluators and studies report.
+
+  Args:
+    logits: `[N, K]` logits (float32 or float64); the softmax is taken in float64.
+    labels: `[N]` integer true classes.
+    num_bins: bins of the mean-confidence ECE and of the reliability diagram.
+
+  Returns:
+    dict of Python floats `accuracy`, `mean_confidence`, `confidence_gap`, `ece` (mean
+    confidence, `num_bins` bins), `ece_center` (bin centres, `PAPER_NUM_BINS` bins), `nll`
+    (nats), `brier`, and `bins` (`calibration_bins`, `num_bins` bins, as lists).
+  """
+  probs = np.exp(log_probabilities(logits, labels, from_logits=True))
+  bins = calibration_bins(probs, labels, num_bins=num_bins)
+  return dict(
+      accuracy=accuracy(probs, labels),
+      mean_confidence=float(np.mean(probs.max(axis=1))),
+      confidence_gap=confidence_gap(probs, labels),
+      ece=expected_calibration_error(probs, labels, num_bins=num_bins),
+      ece_center=expected_calibration_error(probs, labels, num_bins=PAPER_NUM_BINS,
+                                            bin_confidence="center"),
+      nll=negative_log_likelihood(logits, labels, from_logits=True),
+      brier=brier_score(logits, labels, from_logits=True),
+      bins={k: np.asarray(v).tolist() for k, v in bins.items()},
+  )

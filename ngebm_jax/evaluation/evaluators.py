@@ -13,6 +13,10 @@ metrics and attacks themselves know nothing of it. "interp" gets std `noise_std 
 the reference averages two test images that already carry the noise and adds it again
 (`ngebm_jax.data.ood.TEST_NOISE_VARIANCE`). The noise of example `i`
 of a set is drawn from `fold_in(fold_in(key, set), i)`: it does not depend on the batch size.
+
+Calibration is reported two ways (see `evaluate_calibration`): the standard ECE on those noisy
+inputs, and the variant behind NG-EBM's published ratios (clean inputs, bin centres), each before
+and after temperature scaling fitted on the validation split (`EvalInputs.validation_images`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ngebm_jax.evaluation.inference import purpose_key
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import robustness
-
+from ngebm_jax.evaluation import temperature as temperature_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,12 @@ class EvalOptions:
     pgd_step_size: PGD step in pixel units; `None` for `2.5 * eps / pgd_steps`.
     robustness_num_examples: attack only the first this many test examples (PGD costs
       `pgd_steps` forward-backward passes per epsilon); `None` for all.
+    robustness_protocol: "fixed_epsilon" (accuracy under PGD at each epsilon) or "paper" (the
+      smallest successful epsilon per correctly classified image, by foolbox 1.8's search,
+      against the model averaging `noise_copies` noisy copies; see `robustness.minimal_epsilons`).
+    binary_search_steps: the "paper" search's growth and bisection steps (foolbox: 20).
+    noise_copies: noisy copies the attacked model averages in the "paper" protocol (5); their
+      noise is `noise_std` for L-inf and 0 for L2, as in the reference.
   """
   noise_std: float = 0.03
   batch_size: int = 100
@@ -66,11 +76,17 @@ class EvalOptions:
   pgd_steps: int = 40
   pgd_step_size: float | None = None
   robustness_num_examples: int | None = 1000
+  robustness_protocol: str = "fixed_epsilon"
+  binary_search_steps: int = 20
+  noise_copies: int = robustness.PAPER_NUM_COPIES
 
   def __post_init__(self):
     if not (np.isfinite(self.noise_std) and self.noise_std >= 0):
       raise ValueError(f"noise_std must be a finite number >= 0; got {self.noise_std}.")
-    for name in ("batch_size", "num_bins", "pgd_steps"):
+    if self.robustness_protocol not in robustness.PROTOCOLS:
+      raise ValueError(f"robustness_protocol must be one of {robustness.PROTOCOLS}; got "
+                       f"{self.robustness_protocol!r}.")
+    for name in ("batch_size", "num_bins", "pgd_steps", "binary_search_steps", "noise_copies"):
       value = getattr(self, name)
       if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
@@ -100,6 +116,10 @@ class EvalInputs:
     split: the name of the split `images` come from ("test", "validation"); it names the key
       of their input noise (`inference.noise_key(seed, split)`), so a split has the same noise
       here as in training's validation.
+    validation_images: `[V, H, W, C]` float validation images in model space, the held-out set
+      temperature scaling is fitted on (with the noise training validated with); `None`: no
+      temperature scaling.
+    validation_labels: `[V]` int labels of `validation_images`.
   """
   apply_fn: ApplyFn
   params: Any
@@ -109,8 +129,14 @@ class EvalInputs:
   key: jax.Array = dataclasses.field(default_factory=lambda: jax.random.key(0))
   options: EvalOptions = dataclasses.field(default_factory=EvalOptions)
   split: str = "test"
-  # Test-set logits shared by the classification and calibration evaluators (same noise).
+  validation_images: np.ndarray | None = None
+  validation_labels: np.ndarray | None = None
+  # Logits computed once and shared by the evaluators: noisy test (classification and
+  # calibration), clean test and noisy validation (calibration).
   _logits: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+  _clean_logits: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+  _validation_logits: np.ndarray | None = dataclasses.field(default=None, repr=False,
+                                                            compare=False)
 
   def __post_init__(self):
     self.images = np.asarray(self.images)
@@ -123,6 +149,20 @@ class EvalInputs:
         self.labels.dtype, np.integer):
       raise ValueError(f"labels must be int [{self.images.shape[0]}]; got {self.labels.dtype} "
                        f"{self.labels.shape}.")
+    if (self.validation_images is None) != (self.validation_labels is None):
+      raise ValueError("give validation_images and validation_labels together, or neither.")
+    if self.validation_images is not None:
+      self.validation_images = np.asarray(self.validation_images)
+      self.validation_labels = np.asarray(self.validation_labels)
+      v = self.validation_images
+      if v.ndim != 4 or v.shape[1:] != self.images.shape[1:] or not np.issubdtype(
+          v.dtype, np.floating):
+        raise ValueError(f"validation_images must be float [V, H, W, C] with the shape "
+                         f"{self.images.shape[1:]} of images; got {v.dtype} {v.shape}.")
+      if self.validation_labels.shape != (v.shape[0],) or not np.issubdtype(
+          self.validation_labels.dtype, np.integer):
+        raise ValueError(f"validation_labels must be int [{v.shape[0]}]; got "
+                         f"{self.validation_labels.dtype} {self.validation_labels.shape}.")
     for name, x in self.ood_images.items():
       if np.ndim(x) != 4 or not np.issubdtype(np.asarray(x).dtype, np.floating):
         raise ValueError(f"OOD set {name!r} must be float [M, H, W, C] in [-1, 1]; got "
@@ -135,13 +175,43 @@ def _noisy_map(step: Callable, inputs: EvalInputs, x: np.ndarray, purpose: str) 
                            batch_size=inputs.options.batch_size)
 
 
+def _logits_of(inputs: EvalInputs, x: np.ndarray, purpose: str, noise_std: float) -> np.ndarray:
+  logging.info("Computing logits of %d %s images (input noise %g).", x.shape[0], purpose,
+               noise_std)
+  step = make_noisy_fn(inference.logits_fn(inputs.apply_fn), noise_std)
+  return np.asarray(_noisy_map(step, inputs, x, purpose))
+
+
 def test_logits(inputs: EvalInputs) -> np.ndarray:
   """`[N, K]` float32 logits of the (noisy) test images, computed once per `EvalInputs`."""
   if inputs._logits is None:
-    logging.info("Computing logits of %d test images.", inputs.images.shape[0])
-    step = make_noisy_fn(inference.logits_fn(inputs.apply_fn), inputs.options.noise_std)
-    inputs._logits = np.asarray(_noisy_map(step, inputs, inputs.images, inputs.split))
+    inputs._logits = _logits_of(inputs, inputs.images, inputs.split, inputs.options.noise_std)
   return inputs._logits
+
+
+def clean_test_logits(inputs: EvalInputs) -> np.ndarray:
+  """`[N, K]` float32 logits of the test images without input noise (NG-EBM's ECE protocol)."""
+  if inputs.options.noise_std == 0:
+    return test_logits(inputs)
+  if inputs._clean_logits is None:
+    inputs._clean_logits = _logits_of(inputs, inputs.images, inputs.split, 0.0)
+  return inputs._clean_logits
+
+
+def validation_logits(inputs: EvalInputs) -> np.ndarray | None:
+  """`[V, K]` logits of the validation images with the noise training validated with, or None.
+
+  The key is the split's own (`"noise/validation"`), as in `inference.noise_key(seed,
+  "validation")`: these are the logits that chose the best checkpoint.
+  """
+  if inputs.validation_images is None:
+    return None
+  if inputs.split == "validation" and inputs.validation_images is inputs.images:
+    return test_logits(inputs)
+  if inputs._validation_logits is None:
+    inputs._validation_logits = _logits_of(inputs, inputs.validation_images, "validation",
+                                           inputs.options.noise_std)
+  return inputs._validation_logits
 
 
 def _slug(name: str) -> str:
@@ -161,25 +231,69 @@ def evaluate_classification(inputs: EvalInputs, output_dir: str) -> dict:
   )
 
 
+# The flat figures of `evaluate_calibration` that temperature scaling changes (accuracy does not
+# change: dividing the logits by one T keeps the arg-max); each also exists as `<name>_ts`.
+CALIBRATION_FIGURES = ("ece", "ece_paper", "confidence_gap", "mean_confidence", "nll", "brier")
+
+
 def evaluate_calibration(inputs: EvalInputs, output_dir: str) -> dict:
-  """ECE (mean-confidence form, and the bin-centre variant), per-bin data, reliability plot."""
-  probs = np.exp(calibration.log_probabilities(test_logits(inputs), inputs.labels,
-                                               from_logits=True))  # float64 softmax
+  """Calibration as the standard protocol and as NG-EBM's code measure it, before and after TS.
+
+  Figures (fractions; NLL in nats):
+  - `ece`: expected calibration error, `num_bins` bins, mean confidence per bin (Guo et al.),
+    on the test images with the recipe's test-time noise (`options.noise_std`);
+  - `ece_paper`: NG-EBM's variant (its `eval_wrn_ebm.py`): 20 bins compared with their bin
+    centres, on CLEAN test images: the ECE behind the published 2.5x / 7.5x ratios;
+  - `confidence_gap` (mean confidence - accuracy; > 0: over-confident), `mean_confidence`,
+    `accuracy`, `nll`, `brier` on the noisy test images (`clean` holds them all on clean ones);
+  - `temperature`: the `T` minimizing the NLL of `softmax(logits / T)` on the validation split
+    (its noisy logits, as validation in training saw them; `temperature.fit_temperature`), and
+    every figure above again with the test logits divided by `T`: `ece_ts`, `ece_paper_ts`
+    (clean logits / the same `T`), `confidence_gap_ts`, `mean_confidence_ts`, `nll_ts`,
+    `brier_ts`. Without validation images these are `None`.
+  Plots: `reliability` (before TS) and `reliability_ts` (after), of the noisy test images.
+  """
   num_bins = inputs.options.num_bins
-  bins = calibration.calibration_bins(probs, inputs.labels, num_bins=num_bins)
-  ece = calibration.expected_calibration_error(probs, inputs.labels, num_bins=num_bins)
-  ece_center = calibration.expected_calibration_error(
-      probs, inputs.labels, num_bins=num_bins, bin_confidence="center")
-  plot = plots.reliability_diagram(
-      bins, os.path.join(output_dir, "reliability.png"),
-      title=f"Reliability ({num_bins} bins)", ece=ece)
-  return dict(
-      ece=ece,
-      ece_bin_center=ece_center,
+  labels = inputs.labels
+  noisy = calibration.calibration_figures(test_logits(inputs), labels, num_bins=num_bins)
+  clean = calibration.calibration_figures(clean_test_logits(inputs), labels, num_bins=num_bins)
+  out = dict(
+      accuracy=noisy["accuracy"],
+      **{k: noisy[k] for k in CALIBRATION_FIGURES if k != "ece_paper"},
+      ece_paper=clean["ece_center"],
       num_bins=int(num_bins),
-      bins={k: np.asarray(v).tolist() for k, v in bins.items()},
-      plots=dict(reliability=os.path.relpath(plot, output_dir)),
+      paper_num_bins=calibration.PAPER_NUM_BINS,
+      noise_std=float(inputs.options.noise_std),
+      clean={k: clean[k] for k in ("accuracy", "ece", "confidence_gap", "mean_confidence", "nll",
+                                   "brier")},
+      bins=noisy["bins"],
+      temperature=None,
+      temperature_fitted_on=None,
+      **{f"{k}_ts": None for k in CALIBRATION_FIGURES},
+      bins_ts=None,
+      plots={},
   )
+  plot = plots.reliability_diagram(
+      noisy["bins"], os.path.join(output_dir, "reliability.png"),
+      title=f"Reliability ({num_bins} bins)", ece=noisy["ece"])
+  out["plots"]["reliability"] = os.path.relpath(plot, output_dir)
+  val_logits = validation_logits(inputs)
+  if val_logits is None:
+    logging.warning("No validation images: no temperature scaling.")
+    return out
+  t = temperature_lib.fit_temperature(val_logits, inputs.validation_labels)
+  scaled = calibration.calibration_figures(
+      temperature_lib.scale_logits(test_logits(inputs), t), labels, num_bins=num_bins)
+  scaled_clean = calibration.calibration_figures(
+      temperature_lib.scale_logits(clean_test_logits(inputs), t), labels, num_bins=num_bins)
+  out.update(temperature=t, temperature_fitted_on=f"validation ({val_logits.shape[0]} images)",
+             **{f"{k}_ts": scaled[k] for k in CALIBRATION_FIGURES if k != "ece_paper"},
+             ece_paper_ts=scaled_clean["ece_center"], bins_ts=scaled["bins"])
+  plot = plots.reliability_diagram(
+      scaled["bins"], os.path.join(output_dir, "reliability_ts.png"),
+      title=f"Reliability after temperature scaling (T = {t:.3g})", ece=scaled["ece"])
+  out["plots"]["reliability_ts"] = os.path.relpath(plot, output_dir)
+  return out
 
 
 def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
@@ -230,24 +344,53 @@ def evaluate_ood(inputs: EvalInputs, output_dir: str) -> dict:
 
 
 def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
-  """Accuracy under PGD (each norm, each epsilon) on the first test examples; a curve per norm."""
+  """Robustness to PGD on the first test examples, by `options.robustness_protocol`.
+
+  "fixed_epsilon": accuracy under PGD at each epsilon (test-time noise added to the attacked
+  images). "paper": the smallest successful epsilon of each image (`robustness.minimal_epsilons`,
+  the NG-EBM code's protocol), and from it the accuracy at each epsilon. Either way
+  `out[norm]` has `epsilons` and `accuracy`, plotted as a curve per norm.
+  """
   opts = inputs.options
   n = inputs.images.shape[0]
   if opts.robustness_num_examples is not None:
     n = min(n, int(opts.robustness_num_examples))
   x, y = inputs.images[:n], inputs.labels[:n]
-  out = dict(num_examples=int(n), num_steps=int(opts.pgd_steps),
+  out = dict(protocol=opts.robustness_protocol, num_examples=int(n),
+             num_steps=int(opts.pgd_steps),
              step_size=None if opts.pgd_step_size is None else float(opts.pgd_step_size),
              noise_std=float(opts.noise_std), plots={})
   for norm in opts.robustness_norms:
     epsilons = tuple(opts.epsilons.get(norm, robustness.DEFAULT_EPSILONS[norm]))
-    acc = robustness.robust_accuracy(
-        inputs.apply_fn, inputs.params, x, y, key=purpose_key(inputs.key, "pgd/" + norm),
-        norm=norm, epsilons=epsilons, num_steps=opts.pgd_steps, step_size=opts.pgd_step_size,
-        batch_size=opts.batch_size, noise_std=opts.noise_std)
-    out[norm] = dict(epsilons=[float(e) for e in acc], accuracy=[float(a) for a in acc.values()])
-    path = plots.robustness_curves({"this run": (out[norm]["epsilons"], out[norm]["accuracy"])},
-                                   os.path.join(output_dir, f"robustness_{norm}.png"), norm=norm)
+    key = purpose_key(inputs.key, "pgd/" + norm)
+    path = os.path.join(output_dir, f"robustness_{norm}.png")
+    if opts.robustness_protocol == "paper":
+      # The reference attacks 5 noisy copies (sigma 0.03) under L-inf, the clean model under L2.
+      sigma = float(opts.noise_std) if norm == "linf" else 0.0
+      found = robustness.minimal_epsilons(
+          inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, num_steps=opts.pgd_steps,
+          binary_search_steps=opts.binary_search_steps, num_copies=opts.noise_copies,
+          noise_std=sigma, batch_size=opts.batch_size)
+      min_eps = found["epsilons"]
+      fooled = np.isfinite(min_eps) & found["clean_correct"]
+      out[norm] = dict(
+          epsilons=[float(e) for e in epsilons],
+          accuracy=robustness.accuracy_at(min_eps, epsilons),
+          minimal_epsilons=[float(e) if np.isfinite(e) else None for e in min_eps],
+          clean_accuracy=float(np.mean(found["clean_correct"])),
+          median_minimal_epsilon=float(np.median(min_eps[fooled])) if fooled.any() else None,
+          never_fooled=int(np.sum(found["clean_correct"] & ~np.isfinite(min_eps))),
+          attack_noise_std=sigma, noise_copies=int(opts.noise_copies) if sigma > 0 else 1)
+      plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
+    else:
+      acc = robustness.robust_accuracy(
+          inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, epsilons=epsilons,
+          num_steps=opts.pgd_steps, step_size=opts.pgd_step_size, batch_size=opts.batch_size,
+          noise_std=opts.noise_std)
+      out[norm] = dict(epsilons=[float(e) for e in acc],
+                       accuracy=[float(a) for a in acc.values()])
+      plots.robustness_curves({"this run": (out[norm]["epsilons"], out[norm]["accuracy"])},
+                              path, norm=norm)
     out["plots"][norm] = os.path.relpath(path, output_dir)
   return out
 

@@ -5,17 +5,21 @@ them, plus an optional `"meta"` dict (`dataset`, `objective`, `model`, `step`, `
 A run's plots live in `run_subdir(run_name)` under the report folder; their paths in the figures
 are relative to that subfolder.
 
-`report.md` has a side-by-side table of the runs (accuracy, NLL, ECE, Brier, AUROC per OOD set and
-score, accuracy under PGD at the standard epsilons), the robustness curves of all runs on one plot
-per norm, links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the
-published figures (README, "Published figures and ours") beside ours.
+`report.md` leads with calibration, NG-EBM's headline claim: one table with every run before and
+after temperature scaling side by side (baseline, baseline + TS, NG-EBM, NG-EBM + TS, ...), each
+row saying which ECE it is, and the reliability diagrams of each. Then a side-by-side table of
+the runs (accuracy, AUROC per OOD set and score, accuracy under PGD at the standard epsilons,
+with the robustness protocol named), the robustness curves of all runs on one plot per norm,
+links to each run's plots, and, where a run's dataset is CIFAR-10 or CIFAR-100, the published
+figures (NG-EBM arXiv 2304.01297, JEM arXiv 1912.03263) beside ours. A section lists the OOD
+sets each run was evaluated on and the missing ones with the commands that prepare them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 from ngebm_jax import reporting
@@ -132,6 +136,78 @@ def _ood_sets(results: Mapping[str, Mapping]) -> list[str]:
   return sets
 
 
+# Rows of the calibration table: label, key of the calibration figures (the "+ TS" column reads
+# `<key>_ts`), format. Labels say which ECE each row is.
+def _calibration_rows(num_bins: int, noise_std: float | None) -> list[tuple[str, str, Any]]:
+  noise = "noisy test images" if noise_std is None else (
+      f"test images + noise σ = {noise_std:g}" if noise_std > 0 else "clean test images")
+  return [
+      ("test accuracy", "accuracy", _pct),
+      (f"ECE ({num_bins} bins, mean confidence, {noise})", "ece", _pct),
+      ("ECE as NG-EBM's code (20 bins, bin centre, clean test images)", "ece_paper", _pct),
+      ("confidence gap (mean confidence − accuracy; > 0: over-confident)", "confidence_gap",
+       lambda v: "–" if v is None else f"{100 * v:+.2f}%"),
+      ("NLL (nats)", "nll", _num),
+      ("Brier score", "brier", lambda v: _num(v, 4)),
+  ]
+
+
+def _has_calibration(results: Mapping[str, Mapping]) -> bool:
+  return any(_get(f, "calibration", "ece") is not None for f in results.values())
+
+
+def _calibration_section(results: Mapping[str, Mapping], reliability_plot: str | None
+                         ) -> list[str]:
+  """The calibration table, each run before and after temperature scaling, and its diagrams."""
+  if not _has_calibration(results):
+    return []
+  first = next(f["calibration"] for f in results.values() if _get(f, "calibration", "ece")
+               is not None)
+  columns = []  # (header, figures of the calibration evaluator, suffix of the keys)
+  for run, f in results.items():
+    cal = _get(f, "calibration")
+    if not cal:
+      continue
+    columns.append((run, cal, ""))
+    if cal.get("temperature") is not None:
+      columns.append((f"{run} + TS", cal, "_ts"))
+  rows = []
+  for label, key, fmt in _calibration_rows(first.get("num_bins", 20), first.get("noise_std")):
+    # Dividing the logits by T keeps every prediction: the accuracy is the same with TS.
+    rows.append([label] + [fmt(cal.get(key if key == "accuracy" else key + suffix))
+                           for _, cal, suffix in columns])
+  rows.append(["temperature T (fitted on validation NLL)"] + [
+      _num(cal.get("temperature"), 3) if suffix else "1" for _, cal, suffix in columns])
+  lines = ["", "## Calibration, before and after temperature scaling", "",
+           "Each run, and the same run with its logits divided by one temperature T fitted on "
+           "the validation split (minimum NLL; Guo et al. 2017, arXiv 1706.04599): the "
+           "calibration method a practitioner would pick instead. The first ECE row is the "
+           "standard one (mean confidence per bin, on the test images with the recipe's "
+           "test-time noise); the second is the variant behind NG-EBM's published ratios (its "
+           "code's `calibration()`: each bin's accuracy against the bin centre, clean images).",
+           ""]
+  lines += reporting.markdown_table(["figure"] + [c[0] for c in columns], rows)
+  if reliability_plot:
+    lines += ["", f"![reliability diagrams of each run, before and after temperature scaling]"
+              f"({reliability_plot})"]
+  return lines
+
+
+def _reliability_grid(results: Mapping[str, Mapping], path: str) -> str | None:
+  """One figure: the reliability diagram of every run, before and after temperature scaling."""
+  panels = {}
+  for run, f in results.items():
+    cal = _get(f, "calibration")
+    if not cal or not cal.get("bins"):
+      continue
+    panels[run] = (cal["bins"], cal["ece"])
+    if cal.get("bins_ts"):
+      panels[f"{run} + TS (T = {cal['temperature']:.2f})"] = (cal["bins_ts"], cal["ece_ts"])
+  if not panels:
+    return None
+  return plots.reliability_grid(panels, path)
+
+
 def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
   """The side-by-side tables: one column per run."""
   header = ["figure"] + list(results)
@@ -144,14 +220,12 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
           ("model", lambda f: str(_get(f, "meta", "model") or "–")),
           ("best step", lambda f: str(_get(f, "meta", "best_step") or "–")),
       ]),
-      ("Classification and calibration", [
+      ("Classification", [
           ("test accuracy", lambda f: _pct(_get(f, "classification", "accuracy"))),
           ("NLL (nats)", lambda f: _num(_get(f, "classification", "nll"))),
           ("Brier score", lambda f: _num(_get(f, "classification", "brier"), 4)),
-          (f"ECE ({bins} bins, mean confidence)",
+          (f"ECE ({bins} bins, mean confidence, noisy test images)",
            lambda f: _pct(_get(f, "calibration", "ece"))),
-          ("ECE, bin centre (as the NG-EBM code)",
-           lambda f: _pct(_get(f, "calibration", "ece_bin_center"))),
       ]),
   ]
   sets = _ood_sets(results)
@@ -163,7 +237,10 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
          lambda f, s=s, score=score, key=key, fmt=fmt: fmt(
              _get(f, "ood", "metrics", s, score, key)))
         for s in sets for score in ood.SCORE_NAMES]))
-  sections.append(("Accuracy under PGD (epsilons in [0, 1] pixel units)", [
+  protocols = sorted({str(_get(f, "robustness", "protocol") or "fixed_epsilon")
+                      for f in results.values() if _get(f, "robustness")})
+  sections.append((f"Accuracy under PGD (epsilons in [0, 1] pixel units; protocol: "
+                   f"{', '.join(protocols) or 'fixed_epsilon'})", [
       (f"{'L-inf' if norm == 'linf' else 'L2'}, eps {_eps_label(norm, eps)}",
        lambda f, norm=norm, eps=eps: _pct(_robust_at(f, norm, eps)))
       for norm in robustness.NORMS for eps in robustness.STANDARD_EPSILONS[norm]]))
@@ -176,13 +253,16 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
 
 
 def _ece_ratio(results: Mapping[str, Mapping], dataset: str) -> float | None:
-  """ECE of the first baseline run over ECE of the first NG-EBM run on `dataset`."""
+  """ECE of the first baseline run over ECE of the first NG-EBM run on `dataset`, in NG-EBM's
+  own variant (`ece_paper`, the one its published ratios use) where the runs have it."""
   ece = {}
   for f in results.values():
     if canonical(_get(f, "meta", "dataset")) != dataset:
       continue
     kind = objective_kind(_get(f, "meta", "objective"))
-    value = _get(f, "calibration", "ece")
+    value = _get(f, "calibration", "ece_paper")
+    if value is None:
+      value = _get(f, "calibration", "ece")
     if value is not None and kind not in ece:
       ece[kind] = value
   if "baseline" in ece and ece.get("ngebm"):
@@ -231,51 +311,68 @@ def _ood_sets_section(results: Mapping[str, Mapping]) -> list[str]:
   return lines
 
 
-def _link(run: str, rel: str | None, text: str) -> str:
-  return "–" if not rel else f"[{text}]({run_subdir(run)}/{rel})"
+def _plot_dir(run: str, figures: Mapping) -> str:
+  """The folder of a run's plots, relative to the report folder: `meta.plot_dir` when the
+  caller set one (plots written elsewhere, e.g. in the training workdir), else `run_subdir`."""
+  return str(_get(figures, "meta", "plot_dir") or run_subdir(run))
+
+
+def _link(run: str, rel: str | None, text: str, figures: Mapping | None = None) -> str:
+  return "–" if not rel else f"[{text}]({_plot_dir(run, figures or {})}/{rel})"
 
 
 def _plot_links(results: Mapping[str, Mapping]) -> list[str]:
-  """Per run: the reliability diagram inline, links to ROC curves and score histograms."""
+  """Per run: the reliability diagrams inline, links to ROC curves and score histograms."""
   lines = []
   for run, figures in results.items():
     reliability = _get(figures, "calibration", "plots", "reliability")
+    reliability_ts = _get(figures, "calibration", "plots", "reliability_ts")
     ood_plots = _get(figures, "ood", "plots") or {}
     robust_plots = _get(figures, "robustness", "plots") or {}
     if not (reliability or ood_plots or robust_plots):
       continue
     lines += ["", f"### {run}", ""]
     if reliability:
-      lines += [f"![reliability diagram, {run}]({run_subdir(run)}/{reliability})", ""]
-    rocs = [_link(run, ood_plots.get(f"roc/{s}"), ood.SCORE_TITLES[s]) for s in ood.SCORE_NAMES
-            if f"roc/{s}" in ood_plots]
+      lines += [f"![reliability diagram, {run}]({_plot_dir(run, figures)}/{reliability})"]
+      if reliability_ts:
+        lines += [f"![reliability diagram after temperature scaling, {run}]"
+                  f"({_plot_dir(run, figures)}/{reliability_ts})"]
+      lines.append("")
+    rocs = [_link(run, ood_plots.get(f"roc/{s}"), ood.SCORE_TITLES[s], figures)
+            for s in ood.SCORE_NAMES if f"roc/{s}" in ood_plots]
     if rocs:
       lines += ["ROC curves: " + " · ".join(rocs), ""]
     sets = list(_get(figures, "ood", "metrics") or {})
     scores = [s for s in ood.SCORE_NAMES if any(f"hist/{s}/{o}" in ood_plots for o in sets)]
     if sets and scores:
       lines += ["Score histograms (test vs OOD set):", ""]
-      lines += reporting.markdown_table(["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
-                      [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram")
-                              for s in scores] for o in sets])
+      lines += reporting.markdown_table(
+          ["OOD set"] + [ood.SCORE_TITLES[s] for s in scores],
+          [[o] + [_link(run, ood_plots.get(f"hist/{s}/{o}"), "histogram", figures)
+                  for s in scores] for o in sets])
       lines.append("")
     if robust_plots:
-      lines += ["Robustness: " + " · ".join(_link(run, rel, norm)
+      lines += ["Robustness: " + " · ".join(_link(run, rel, norm, figures)
                                              for norm, rel in robust_plots.items()), ""]
   return lines
 
 
 def write_report(results: Mapping[str, Mapping], output_dir: str, *,
-                 title: str = "NG-EBM evaluation report") -> dict[str, str]:
-  """Writes `results.json`, the cross-run robustness plots and `report.md` into `output_dir`.
+                 title: str = "NG-EBM evaluation report",
+                 preamble: Sequence[str] = ()) -> dict[str, str]:
+  """Writes `results.json`, the cross-run plots and `report.md` into `output_dir`.
 
   Args:
     results: run name -> figures (evaluator name -> dict, plus optional `"meta"`).
-    output_dir: the report folder (created); each run's plots are in `run_subdir(run)` below it.
+    output_dir: the report folder (created); each run's plots are in `run_subdir(run)` below it,
+      or in the run's `meta.plot_dir` (relative to `output_dir`) where that is set.
     title: the report's heading.
+    preamble: Markdown lines put right after the title (a caller's own summary, e.g. the
+      demo's calibration against training steps).
 
   Returns:
-    dict with the paths written: `results_json`, `report_md`, and `robustness_<norm>` plots.
+    dict with the paths written: `results_json`, `report_md`, `reliability` (all runs, before
+    and after temperature scaling) and `robustness_<norm>` plots.
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
@@ -287,19 +384,31 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
 
   curve_plots = {}
   for norm in robustness.NORMS:
-    curves = {run: (r["epsilons"], r["accuracy"]) for run, f in results.items()
-              if (r := _get(f, "robustness", norm))}
-    if curves:
-      path = plots.robustness_curves(curves, os.path.join(output_dir, f"robustness_{norm}.png"),
-                                     norm=norm, title=f"PGD {norm}, all runs")
-      curve_plots[norm] = os.path.basename(path)
-      written[f"robustness_{norm}"] = path
+    runs = {run: r for run, f in results.items() if (r := _get(f, "robustness", norm))}
+    if not runs:
+      continue
+    target = os.path.join(output_dir, f"robustness_{norm}.png")
+    if all(r.get("minimal_epsilons") is not None for r in runs.values()):  # "paper" protocol
+      path = plots.minimal_epsilon_curves(
+          {run: r["minimal_epsilons"] for run, r in runs.items()}, target, norm=norm,
+          title=f"Smallest successful PGD {norm} epsilon, all runs")
+    else:
+      path = plots.robustness_curves({run: (r["epsilons"], r["accuracy"])
+                                      for run, r in runs.items()}, target, norm=norm,
+                                     title=f"PGD {norm}, all runs")
+    curve_plots[norm] = os.path.basename(path)
+    written[f"robustness_{norm}"] = path
+  reliability = _reliability_grid(results, os.path.join(output_dir, "reliability.png"))
+  if reliability:
+    written["reliability"] = reliability
 
   lines = [f"# {title}", "",
            f"{len(results)} run(s), side by side. Every figure is in [results.json]"
            "(results.json), with the settings of each run (test-time input noise, bins, PGD "
-           "steps, number of examples attacked) under `meta.options`.",
-           "", "## Side by side"]
+           "steps, number of examples attacked, robustness protocol) under `meta.options`."]
+  lines += list(preamble)
+  lines += _calibration_section(results, reliability and os.path.basename(reliability))
+  lines += ["", "## Side by side"]
   lines += _summary_sections(results)
   lines += ["", "AUROC: the in-distribution test set is the positive class; FPR at 95% TPR: "
             "the fraction of an OOD set accepted at the threshold that accepts 95% of the test "

@@ -20,10 +20,22 @@ The test-time Gaussian input noise of the NG-EBM recipe is not part of the attac
 attacks the deterministic model. `robust_accuracy(noise_std=...)` adds the noise to the
 adversarial images before classifying them, as the test-time input pipeline would (the attack's
 gradients see the noise-free model; no expectation over the noise is taken).
+
+Two protocols. "fixed_epsilon" (`robust_accuracy`, the default): accuracy under PGD at each of a
+few epsilons. "paper" (`minimal_epsilons`): the protocol of the NG-EBM and JEM code
+(`attack_model.py`, foolbox 1.8): for each correctly classified image among the first N, the
+smallest epsilon at which PGD succeeds, found by foolbox's search (an exponential search up
+from `initial_epsilon`, x1.5 per try, then `binary_search_steps` bisections; each try is a PGD
+run that stops at its first adversarial iterate, with the step a fixed fraction of that try's
+epsilon), against the model that averages the logits of 5 noisy copies of its input (sigma 0.03
+for L-inf, 0 for L2, fresh noise at each call). Accuracy at epsilon is then the fraction of the
+N images whose smallest successful epsilon exceeds it (misclassified images count as 0), the
+curve the reference plots.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 from absl import logging
@@ -61,6 +73,18 @@ def _check_norm(norm: str) -> None:
 def _check_num_steps(num_steps: int) -> None:
   if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
     raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}.")
+
+
+def _check_attack_inputs(x: Any, y: Any, norm: str, noise_std: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Checks a set to attack (`x [N, H, W, C]`, `y [N]`, the norm, the noise); NumPy arrays."""
+  _check_norm(norm)
+  x = np.asarray(x)
+  _checks.check_images(x)
+  y = np.asarray(y)
+  _checks.check_labels(y, x.shape[0])
+  _checks.check_positive(noise_std, "noise_std")
+  return x, y
 
 
 def default_step_size(epsilon, num_steps: int):
@@ -199,12 +223,7 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
   Returns:
     dict epsilon -> accuracy (Python floats), in the order of `epsilons`.
   """
-  _check_norm(norm)
-  x = np.asarray(x)
-  _checks.check_images(x)
-  y = np.asarray(y)
-  _checks.check_labels(y, x.shape[0])
-  _checks.check_positive(noise_std, "noise_std")
+  x, y = _check_attack_inputs(x, y, norm, noise_std)
   epsilons = DEFAULT_EPSILONS[norm] if epsilons is None else tuple(float(e) for e in epsilons)
   for e in epsilons:
     _checks.check_positive(e, "epsilon")
@@ -234,3 +253,195 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
     logging.info("PGD %s eps=%.4f (%d steps): accuracy %.4f", norm, eps, num_steps,
                  results[eps])
   return results
+
+
+# ------------------------------------------------------------------- the paper's protocol --
+
+PROTOCOLS = ("fixed_epsilon", "paper")
+
+# foolbox 1.8's defaults, as NG-EBM's `attack_model.py` calls it: RandomStartProjected-
+# GradientDescentAttack (L-inf) and L2BasicIterativeAttack start their search at epsilon 0.3 with
+# steps of 0.01 and 0.05, i.e. 1/30 and 1/6 of the epsilon tried (foolbox keeps that ratio). Its
+# L2 epsilon is a root-mean-square over the D pixel values; ours is the L2 norm, sqrt(D) times it.
+PAPER_INITIAL_EPSILON = {"linf": 0.3, "l2": 0.3}   # in foolbox's units (L2: RMS per pixel)
+PAPER_STEP_FRACTION = {"linf": 0.01 / 0.3, "l2": 0.05 / 0.3}
+PAPER_NUM_COPIES = 5
+PAPER_GROWTH = 1.5
+
+
+def averaged_noisy_logits(apply_fn: ApplyFn, params: Any, x: jax.Array, key: jax.Array, *,
+                          num_copies: int, noise_std: float) -> jax.Array:
+  """`[B, K]` mean logits over `num_copies` copies of `x` with Gaussian noise of `noise_std`
+  (the reference's `refined_logits` with no refinement steps); one copy when there is no noise."""
+  if noise_std == 0:
+    return apply_fn(params, x).astype(jnp.float32)
+  copies = x[None] + noise_std * jax.random.normal(key, (num_copies,) + x.shape, x.dtype)
+  logits = apply_fn(params, copies.reshape((-1,) + x.shape[1:])).astype(jnp.float32)
+  return logits.reshape(num_copies, x.shape[0], -1).mean(axis=0)
+
+
+def _distance(delta: jax.Array, norm: str) -> jax.Array:
+  """`[B]` norms of `delta` (model units)."""
+  flat = delta.reshape(delta.shape[0], -1)
+  if norm == "linf":
+    return jnp.max(jnp.abs(flat), axis=1)
+  return jnp.sqrt(jnp.sum(jnp.square(flat), axis=1))
+
+
+def make_paper_attack(apply_fn: ApplyFn, *, norm: str, num_steps: int = 40,
+                      num_copies: int = PAPER_NUM_COPIES, noise_std: float = 0.0,
+                      random_start: bool = True) -> Callable:
+  """A jitted `try_epsilon(params, x, y, key, radius, alpha) -> (success [B], distance [B])`.
+
+  One foolbox PGD run per example with its own ball: `radius [B]` and step `alpha [B]` in model
+  units. From a random start (foolbox's: uniform per coordinate in `[-r, r]` for L-inf, in
+  `[-r / sqrt(D), r / sqrt(D)]` for L2, so inside the ball), `num_steps` steps of the
+  cross-entropy gradient of the averaged noisy model (sign for L-inf, unit L2 norm for L2), each
+  projected onto the ball and the pixel box; an example stops at its first iterate that the
+  (noisy) model misclassifies. Returns whether it did and that iterate's distance to `x`.
+  """
+  _check_norm(norm)
+  _check_num_steps(num_steps)
+
+  def model(params, xb, key):
+    return averaged_noisy_logits(apply_fn, params, xb, key, num_copies=num_copies,
+                                 noise_std=noise_std)
+
+  def try_epsilon(params, x, y, key, radius, alpha):
+    radius = radius.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+    alpha = alpha.reshape(radius.shape).astype(x.dtype)
+    k_start, k_steps = jax.random.split(key)
+    x_adv = x
+    if random_start:
+      dim = np.prod(x.shape[1:])
+      scale = radius if norm == "linf" else radius / math.sqrt(dim)
+      x_adv = _project(x + jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0) * scale,
+                       x, radius, norm)
+
+    def loss(xa, k):
+      logp = jax.nn.log_softmax(model(params, xa, k), axis=-1)
+      return -jnp.sum(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+    def step(i, carry):
+      xa, done, dist = carry
+      k_grad, k_check = jax.random.split(jax.random.fold_in(k_steps, i))
+      g = jax.grad(loss)(xa, k_grad)
+      if norm == "linf":
+        direction = jnp.sign(g)
+      else:
+        direction = g / jnp.maximum(_per_example_l2(g), 1e-12)
+      x_new = _project(xa + alpha * direction.astype(x.dtype), x, radius, norm)
+      fooled = jnp.argmax(model(params, x_new, k_check), axis=-1) != y
+      first = fooled & ~done
+      dist = jnp.where(first, _distance(x_new - x, norm), dist)
+      keep = done.reshape(radius.shape)
+      return jnp.where(keep, xa, x_new), done | fooled, dist
+
+    b = x.shape[0]
+    _, done, dist = jax.lax.fori_loop(
+        0, num_steps, step, (x_adv, jnp.zeros((b,), bool), jnp.full((b,), jnp.inf, jnp.float32)))
+    return done, dist
+
+  return jax.jit(try_epsilon)
+
+
+def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.Array,
+                     norm: str = "linf", num_steps: int = 40, binary_search_steps: int = 20,
+                     num_copies: int = PAPER_NUM_COPIES, noise_std: float = 0.0,
+                     initial_epsilon: float | None = None, step_fraction: float | None = None,
+                     random_start: bool = True, batch_size: int = 100,
+                     input_scale: float = 2.0) -> dict[str, Any]:
+  """The smallest epsilon at which PGD fools the model, per image (the "paper" protocol).
+
+  foolbox 1.8's search, batched: every example tries its own epsilon; starting at
+  `initial_epsilon`, those not yet fooled multiply theirs by 1.5 (at most `binary_search_steps`
+  times), then each fooled example bisects `binary_search_steps` times between 0 and the
+  smallest epsilon known to work. As foolbox's `Adversarial` object does, the result is the
+  distance of the closest adversarial image found in all tries (at most the last epsilon that
+  worked). Images the noisy model already misclassifies get 0, images never fooled `inf`.
+
+  Args:
+    apply_fn: `apply_fn(params, x) -> logits [B, K]`.
+    params: parameters of `apply_fn`.
+    x: `[N, H, W, C]` clean inputs in model space, [-1, 1].
+    y: `[N]` integer labels.
+    key: PRNG key (noise of the copies, random starts); split per try and batch.
+    norm: `"linf"` or `"l2"`.
+    num_steps: PGD iterations per try (40 in the reference).
+    binary_search_steps: foolbox's `k` (20): the most growth steps, and the bisections.
+    num_copies: noisy copies the model averages (5 in the reference).
+    noise_std: std of their noise in model units (0.03 for L-inf in the reference, 0 for L2).
+    initial_epsilon: first epsilon tried, in [0, 1] pixel units (L2: the norm); `None` for
+      foolbox's 0.3 (L2: 0.3 RMS per pixel, `0.3 * sqrt(D)`).
+    step_fraction: PGD step as a fraction of the epsilon tried; `None` for foolbox's (1/30
+      for L-inf, 1/6 for L2).
+    random_start: foolbox's random start (the reference uses it).
+    batch_size: examples per call (the last batch padded).
+    input_scale: model units per pixel unit (2 for [-1, 1] inputs).
+
+  Returns:
+    dict with `epsilons` (`[N]` float64, pixel units; 0 for misclassified, inf if never
+    fooled) and `clean_correct` (`[N]` bool, as the noisy model classified the clean image).
+  """
+  x, y = _check_attack_inputs(x, y, norm, noise_std)
+  _check_num_steps(num_steps)
+  _check_num_steps(binary_search_steps)
+  if isinstance(num_copies, bool) or int(num_copies) != num_copies or num_copies < 1:
+    raise ValueError(f"num_copies must be a positive integer; got {num_copies!r}.")
+  dim = int(np.prod(x.shape[1:]))
+  if initial_epsilon is None:
+    initial_epsilon = PAPER_INITIAL_EPSILON[norm] * (math.sqrt(dim) if norm == "l2" else 1.0)
+  if step_fraction is None:
+    step_fraction = PAPER_STEP_FRACTION[norm]
+  _checks.check_positive(initial_epsilon, "initial_epsilon", allow_zero=False)
+  _checks.check_positive(step_fraction, "step_fraction", allow_zero=False)
+  attack = make_paper_attack(apply_fn, norm=norm, num_steps=num_steps, num_copies=num_copies,
+                             noise_std=noise_std, random_start=random_start)
+  clean_fn = jax.jit(lambda p, xb, k: jnp.argmax(averaged_noisy_logits(
+      apply_fn, p, xb, k, num_copies=num_copies, noise_std=noise_std), axis=-1))
+  k_clean, k_search = jax.random.split(key)
+
+  def search(xb, yb, idx):
+    batch_key = jax.random.fold_in(k_search, int(idx[0]))
+    correct = np.asarray(clean_fn(params, xb, jax.random.fold_in(k_clean, int(idx[0])))) == yb
+    n = xb.shape[0]
+    tries = [0]
+
+    def attempt(eps):  # eps [n] pixel units -> (fooled [n], distance [n] pixel units)
+      tries[0] += 1
+      radius = input_scale * eps
+      fooled, dist = attack(params, xb, yb, jax.random.fold_in(batch_key, tries[0]),
+                            jnp.asarray(radius, jnp.float32),
+                            jnp.asarray(step_fraction * radius, jnp.float32))
+      return np.asarray(fooled), np.asarray(dist, np.float64) / input_scale
+
+    best = np.full(n, np.inf)
+    eps = np.full(n, float(initial_epsilon))
+    found = np.zeros(n, bool)
+    for _ in range(binary_search_steps):  # grow until fooled
+      searching = correct & ~found
+      if not searching.any():
+        break
+      fooled, dist = attempt(eps)
+      hit = searching & fooled
+      best = np.where(hit, np.minimum(best, dist), best)
+      found |= hit
+      eps = np.where(searching & ~fooled, eps * PAPER_GROWTH, eps)
+    good, bad = eps.copy(), np.zeros(n)
+    for _ in range(binary_search_steps if found.any() else 0):  # then bisect
+      mid = (good + bad) / 2
+      fooled, dist = attempt(mid)
+      hit = found & fooled
+      best = np.where(hit, np.minimum(best, dist), best)
+      good = np.where(hit, mid, good)
+      bad = np.where(found & ~fooled, mid, bad)
+    return dict(epsilons=np.where(correct, best, 0.0), clean_correct=correct)
+
+  return batched(search, x, y, np.arange(x.shape[0]), batch_size=batch_size)
+
+
+def accuracy_at(min_epsilons: Any, epsilons: Sequence[float]) -> list[float]:
+  """Fraction of images whose smallest successful epsilon exceeds each epsilon (the accuracy
+  under an attack that finds every adversarial image the search found)."""
+  e = np.asarray(min_epsilons, dtype=np.float64)
+  return [float(np.mean(e > eps)) for eps in epsilons]

@@ -16,6 +16,8 @@ run trained).
 OOD sets: every chosen set that is prepared is evaluated (default: all of the protocol's, see
 `ngebm_jax.data.ood`); a missing one is left out, logged with the command that prepares it, and
 listed under `meta.ood_missing` and in the report. `ood_strict` makes a missing set an error.
+The calibration evaluator also gets the run's validation split, to fit its temperature scaling
+on.
 """
 
 from __future__ import annotations
@@ -107,6 +109,12 @@ def _eval_data(config, split: str, ood_sets, max_examples, strict: bool) -> tupl
   return images, labels, ood, missing
 
 
+def _validation_split(config) -> tuple[np.ndarray, np.ndarray]:
+  """`(images uint8, labels)` of the split that chose the best checkpoint: the calibration
+  evaluator fits its temperature on it."""
+  return pipeline.read_split(data_lib.get_sources(config)["validation"])
+
+
 def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None = None,
                      split: str = "test") -> dict:
   """Runs the evaluators on the best checkpoint of one training run.
@@ -141,11 +149,19 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       config, split, (chosen or None) if "ood" in names else (),
       _setting("max_examples", overrides, config), _setting("ood_strict", overrides, config))
   seed = _setting("seed", overrides, config)
+  images = pipeline.to_model_space(images)
+  validation = dict(validation_images=None, validation_labels=None)
+  if "calibration" in names:  # temperature scaling is fitted on the validation split
+    if split == "validation":
+      validation = dict(validation_images=images, validation_labels=labels)
+    else:
+      val_images, val_labels = _validation_split(config)
+      validation = dict(validation_images=pipeline.to_model_space(val_images),
+                        validation_labels=val_labels)
   inputs = evaluators_lib.EvalInputs(
-      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params,
-      images=pipeline.to_model_space(images), labels=labels,
+      apply_fn=lambda p, x: fns.apply_fn(p, x), params=params, images=images, labels=labels,
       ood_images={k: pipeline.to_model_space(v) for k, v in ood_sets.items()},
-      key=jax.random.key(int(seed or 0)), options=options, split=split)
+      key=jax.random.key(int(seed or 0)), options=options, split=split, **validation)
   logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s with %s.", workdir,
                config.dataset.name, config.objective, len(labels), split, sorted(ood_sets),
                names)

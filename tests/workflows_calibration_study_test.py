@@ -1,0 +1,125 @@
+"""The calibration study and the demo end to end on smoke-sized runs, and training in stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import calibration_study_smoke
+from ngebm_jax.workflows import calibration_study
+from ngebm_jax.workflows import demo
+from ngebm_jax.workflows import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**overrides):
+  config = calibration_study_smoke.get_config()
+  config.update(overrides)
+  return config
+
+
+def test_plan_merges_equal_runs_and_checks_its_arguments():
+  variants = {"baseline": dict(objective="baseline"),
+              "ngebm": dict(objective="ngebm", beta=1.0, gamma=1.0),
+              "beta_only": dict(objective="ngebm", beta=1.0, gamma=0.0)}
+  runs = calibration_study.plan_runs(small_config(), variants=variants, seeds=[0, 1],
+                                     stages=[10], gammas=[0.0, 0.5, 1.0], train_sizes=[256])
+  # gamma 0 and 1 at beta 1 are the beta_only and ngebm runs: one run, two roles.
+  assert ("gamma", 1.0) in runs["ngebm_s0"]["roles"]
+  assert ("gamma", 0.0) in runs["beta_only_s1"]["roles"]
+  assert "gamma0.5_beta1_s0" in runs and "gamma1_beta1_s0" not in runs
+  assert runs["ngebm_s0"]["stages"] == [10] and runs["gamma0.5_beta1_s0"]["stages"] == []
+  assert runs["baseline_n256_s1"]["config"].dataset.num_train == 256
+  assert runs["beta_only_s0"]["config"].ngebm.gamma == 0.0
+  assert runs["ngebm_s1"]["config"].seed == 1
+  assert len(runs) == 2 * (3 + 1 + 2)
+  with pytest.raises(ValueError, match="seed"):
+    calibration_study.plan_runs(small_config(), variants=variants, seeds=[], stages=[])
+  with pytest.raises(ValueError, match="size_variants"):
+    calibration_study.plan_runs(small_config(), variants={"b": dict(objective="baseline")},
+                                seeds=[0], stages=[], train_sizes=[100])
+  with pytest.raises(ValueError, match="variant"):
+    calibration_study.variant_config(small_config(), dict(objective="ngebm", alpha=1), 0)
+  with pytest.raises(ValueError, match="multiples"):
+    train_and_evaluate.stage_steps(small_config(), [7])
+
+
+def test_mean_sd():
+  assert calibration_study.mean_sd([1.0, 3.0, None]) == (2.0, pytest.approx(np.sqrt(2)), 2)
+  assert calibration_study.mean_sd([0.5]) == (0.5, None, 1)
+  assert calibration_study.mean_sd([]) == (None, None, 0)
+
+
+def test_training_in_stages_measures_the_newest_parameters(tmp_path):
+  config = small_config(objective="baseline")
+  workdir = str(tmp_path / "run")
+  results, records = train_and_evaluate.train_in_stages(config, workdir, [10])
+  assert [r["step"] for r in records] == [10, 20]
+  assert results["best_step"] in (10, 20)
+  for r in records:
+    assert 0 <= r["train"]["accuracy"] <= 1 and 0 <= r["test"]["ece"] <= 1
+    assert r["test"]["temperature"] > 0 and r["test"]["ece_paper_ts"] is not None
+    assert r["num_train_evaluated"] == config.dataset.num_train
+  # The stage at the end measures the same checkpoint the run ended with.
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert max(l["step"] for l in lines) == 20
+  # Re-running reuses the records and the finished run.
+  mtime = os.path.getmtime(os.path.join(workdir, train_and_evaluate.STAGES_FILE))
+  again, records_again = train_and_evaluate.train_in_stages(config, workdir, [10])
+  assert records_again == records and again == results
+  assert os.path.getmtime(os.path.join(workdir, train_and_evaluate.STAGES_FILE)) == mtime
+
+
+def test_study_program_writes_its_report(tmp_path):
+  out = str(tmp_path / "study")
+  cmd = [sys.executable, "-m", "experiments.calibration_study",
+         "--config=configs/calibration_study_smoke.py", f"--output={out}",
+         "--variants=baseline,ngebm", "--seeds=0,1", "--gammas=0.5", "--train_sizes=",
+         "--stages=", "--config.num_steps=10"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert set(results["variants"]) == {"baseline", "ngebm"}
+  base = results["variants"]["baseline"]
+  assert base["ece"]["n"] == 2 and base["ece"]["sd"] is not None
+  runs = results["runs"]
+  assert base["ece"]["mean"] == pytest.approx(
+      np.mean([runs["baseline_s0"]["ece"], runs["baseline_s1"]["ece"]]))
+  assert set(results["gamma"]) == {"0.5"} and results["gamma"]["0.5"]["ece"]["n"] == 2
+  assert set(results["stages"]["ngebm"]) == {"10"}  # measured at the end only
+  for name in ("calibration_vs_steps.png", "ece_vs_gamma.png", "reliability.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 1000, name
+  with open(os.path.join(out, "report.md")) as f:
+    md = f.read()
+  assert "## The regime" in md and "NO: the claim is not tested here" in md  # 20 steps
+  assert "| baseline + TS |" in md and "## Gamma sweep (beta = 1.0)" in md
+  assert "## In numbers" in md and "x lower" in md
+
+
+def test_demo_reports_calibration_first(tmp_path):
+  config = small_config()
+  config.eval.evaluators = ("classification", "calibration", "robustness")
+  config.eval.pgd_steps = 2
+  config.eval.robustness_num_examples = 8
+  written = demo.run(config, str(tmp_path / "demo"), ("baseline", "ngebm"), stages=[10])
+  with open(written["report_md"]) as f:
+    md = f.read()
+  order = [md.index(h) for h in ("## Calibration against training steps",
+                                 "## Calibration, before and after temperature scaling",
+                                 "## Side by side")]
+  assert order == sorted(order)
+  assert "| figure | baseline | baseline + TS | ngebm | ngebm + TS |" in md
+  assert "(../baseline/reliability_ts.png)" in md
+  report_dir = os.path.dirname(written["report_md"])
+  assert os.path.exists(os.path.join(report_dir, "../baseline/reliability_ts.png"))
+  for key in ("calibration_vs_steps", "reliability", "robustness_linf"):
+    assert os.path.getsize(written[key]) > 1000, key
+  assert demo.default_stages(small_config(num_steps=3000, eval_every_steps=250)) == [
+      500, 1000, 1500, 2000, 2500, 3000]
