@@ -1,13 +1,15 @@
 """The GPU benchmark: WRN-28-10 (the paper's model), baseline / NG-EBM / SGLD-EBM K = 20.
 
-One command on a machine with a GPU and a CUDA build of JAX (`pip install -U "jax[cuda12]"` in
-the environment), `make bench-gpu`; under 8 minutes on one H100/H200-class device is the aim,
+One command on a machine with a GPU and a CUDA build of JAX (`pip install -e '.[cuda13]'`, or
+`.[cuda12]`), `make bench-gpu`; under 8 minutes on one H100/H200-class device is the aim,
 most of it compilation:
 
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/bench_gpu \
       --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
       --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents \
-      --nopytorch [--profile_dir=runs/bench_gpu/trace]
+      --nopytorch
+
+(`--profile_dir=runs/bench_gpu/trace` adds a profiler trace of a few steps of each objective.)
 
 For each batch (64, 256) and compute dtype (float32, bfloat16): the median step time, images/s,
 MFU against the device's dense peak (known devices: `xla_costs.PEAK_FLOPS`), the allocator's

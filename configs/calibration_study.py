@@ -2,7 +2,7 @@
 
   python -m experiments.calibration_study --output=runs/calibration_study
   python -m experiments.calibration_study --output=runs/cs_cifar10 \\
-      --config.dataset.name=cifar10 --config.dataset.data_dir=DIR   # first 250 CIFAR-10 images
+      --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # first 250 CIFAR-10 images
 
 The regime of NG-EBM's calibration claim (arXiv 2304.01297), at CPU size: a small CNN (width
 16) on 250 training images without augmentation, 2,000 steps of 32 (256 epochs), so that the

@@ -1,4 +1,4 @@
-"""CIFAR-10, SGLD-EBM (JEM): JEM's own recipe (arXiv 1912.03263 and its public train_wrn_ebm.py).
+"""CIFAR-10, SGLD-EBM (JEM): JEM's own recipe (arXiv 1912.03263 and its authors' training code).
 
 K = 20 SGLD steps (alpha 1, sigma 0.01) per training step from a 10,000-image replay buffer
 (reinit 0.05), JEM's second unlabelled batch for log p~(x_data); WRN-28-10 (no normalization),

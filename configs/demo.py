@@ -2,7 +2,7 @@
 
   python -m experiments.demo --output=runs/demo      # what `make demo` runs
   python -m experiments.demo --output=runs/demo_cifar10 \\
-      --config.dataset.name=cifar10 --config.dataset.data_dir=DIR   # the same on CIFAR-10
+      --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # the same on CIFAR-10
   python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \\
       --config.objective=ngebm                        # one of its runs by hand
 

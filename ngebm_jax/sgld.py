@@ -19,7 +19,7 @@ constants. This module holds the three pieces as pure functions of explicit stat
 - `sgld_ebm_loss`: draw -> sample -> write back -> loss, returning the new buffer; and
   `sgld_ebm_loss_from_samples`, the loss for samples the caller already has.
 
-Choices that follow JEM's public code (`train_wrn_ebm.py`):
+Choices that follow JEM's public training code:
 
 - Samples are not clipped during SGLD: JEM updates `x_k.data += sgld_lr * f' + sgld_std * randn`
   with no clamp, and clamps to [-1, 1] only when it saves images for plotting. `clip=(lo, hi)`

@@ -44,7 +44,7 @@ def slow_ece(probs, labels, num_bins, bin_confidence="mean"):
 
 
 def reference_paper_ece(logits, labels):
-  """NG-EBM's `calibration()` (eval_wrn_ebm.py) line by line: one example at a time (its batch
+  """NG-EBM's evaluation code's `calibration()` line by line: one example at a time (its batch
   size is 1), 20 bins found with `np.digitize` against edges `0.05 k + 1e-10`, bin counts
   started at 1e-5, each bin's accuracy compared with its centre `i / 20 + 0.025`."""
   start, step, num = 0.05, 0.05, 20

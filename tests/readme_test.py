@@ -53,6 +53,9 @@ SKIPPED = {
                  "`python -m experiments.demo --output=runs/demo`, which the README's "
                  "evaluation block runs",
     "make test": "runs this test suite",
+    "make bench-gpu": "creates .venv with pip (network) and is sized for a GPU; it runs the "
+                      "command of configs/benchmark_gpu.py's docstring, which that config's test "
+                      "runs",
     "pip install": "installs from the package index (network)",
     "gcloud compute tpus": "needs a Cloud TPU pod slice",
     "JAX_COORDINATOR_ADDRESS=": "needs two hosts; tests/multihost_test.py runs the same training "
@@ -100,6 +103,9 @@ PROGRAMS = {
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
          "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents"),
         _exists("output", "benchmark.json")),
+    "experiments.calibration_study": Program(
+        TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=1", "--gammas=",
+                      "--train_sizes=", "--sweep_seeds=0"), _exists("output", "report.md")),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",
                       "--num_salience_images=16"), _exists("output", "report.md")),

@@ -341,7 +341,7 @@ def test_other_version_on_disk_is_named(tmp_path):
 
 
 def _jem_validation(n: int, num_validation: int, seed: int = 1234) -> set[int]:
-  """JEM's train_wrn_ebm.py, verbatim in spirit: a seeded shuffle of a Python list."""
+  """JEM's training code, verbatim in spirit: a seeded shuffle of a Python list."""
   np.random.seed(seed)  # the legacy global generator, as JEM used it
   all_inds = list(range(n))
   np.random.shuffle(all_inds)

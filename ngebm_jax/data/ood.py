@@ -52,7 +52,7 @@ OFFICIAL_FILES = {"cifar10": ("cifar-10-python.tar.gz",),
                   "svhn_cropped": ("train_32x32.mat", "test_32x32.mat")}
 
 # Test-time input noise of an OOD set, as a multiple of the variance every test image gets
-# (std 0.03 in the recipe). JEM's and NG-EBM's evaluation (`eval_wrn_ebm.py`, "cifar_interp")
+# (std 0.03 in the recipe). JEM's and NG-EBM's evaluation code ("cifar_interp")
 # average two test images that each already carry that noise, then add it once more:
 # (x1 + s n1 + x2 + s n2) / 2 + s n3 has noise variance s^2 / 2 + s^2 = 1.5 s^2. `interp` makes
 # the clean average; the OOD evaluator adds noise of std s * sqrt(1.5) to it.

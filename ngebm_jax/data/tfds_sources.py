@@ -17,7 +17,7 @@ Data must be prepared first (`experiments/prepare_data.py`). Nothing here downlo
 (no network, milliseconds) and raises `DatasetNotPreparedError` with the command that prepares
 the data, instead of TFDS's download attempt, which hangs for minutes offline.
 
-The 45,000 / 5,000 split is JEM's (and so NG-EBM's, a fork of JEM's code): `train_wrn_ebm.py`
+The 45,000 / 5,000 split is JEM's (and so NG-EBM's, a fork of JEM's code): its training script
 shuffles the training indices with `np.random.seed(1234); np.random.shuffle(all_inds)` and takes
 the first `n_valid = 5000` as validation. Those indices are positions in the official archive
 order (torchvision's CIFAR reads `data_batch_1..5` in order). TFDS stores records in a different
@@ -45,7 +45,7 @@ from ngebm_jax.data import prepare
 NO_LABEL = -1  # label of OOD examples: they belong to no in-distribution class
 IMAGE_SHAPE = (32, 32, 3)
 
-# Recipe split (JEM's train_wrn_ebm.py: np.random.seed(1234), n_valid=5000).
+# Recipe split (JEM's training code: np.random.seed(1234), n_valid=5000).
 RECIPE_NUM_VALIDATION = 5000
 RECIPE_SPLIT_SEED = 1234
 

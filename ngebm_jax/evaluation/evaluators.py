@@ -242,7 +242,7 @@ def evaluate_calibration(inputs: EvalInputs, output_dir: str) -> dict:
   Figures (fractions; NLL in nats):
   - `ece`: expected calibration error, `num_bins` bins, mean confidence per bin (Guo et al.),
     on the test images with the recipe's test-time noise (`options.noise_std`);
-  - `ece_paper`: NG-EBM's variant (its `eval_wrn_ebm.py`): 20 bins compared with their bin
+  - `ece_paper`: NG-EBM's variant (its evaluation code): 20 bins compared with their bin
     centres, on CLEAN test images: the ECE behind the published 2.5x / 7.5x ratios;
   - `confidence_gap` (mean confidence - accuracy; > 0: over-confident), `mean_confidence`,
     `accuracy`, `nll`, `brier` on the noisy test images (`clean` holds them all on clean ones);

@@ -39,6 +39,8 @@ class MetricWriter:
   def write(self, step: int, metrics: dict) -> None:
     if not self._active:
       return
+    # Unlike the reports (`reporting.to_jsonable`: null), the training log keeps "nan", "inf" and
+    # "-inf" as strings: which of them a diverging step produced is what its reader looks for.
     clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v)))
              for k, v in metrics.items()}
     line = json.dumps({"step": int(step), **clean}) + "\n"
