@@ -1,7 +1,7 @@
-"""The calibration study (experiments/calibration_study.py): NG-EBM where a baseline over-fits.
+r"""The calibration study (experiments/calibration_study.py): NG-EBM where a baseline over-fits.
 
   python -m experiments.calibration_study --output=runs/calibration_study
-  python -m experiments.calibration_study --output=runs/cs_cifar10 \\
+  python -m experiments.calibration_study --output=runs/cs_cifar10 \
       --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # first 250 CIFAR-10 images
 
 The regime of NG-EBM's calibration claim (arXiv 2304.01297), at CPU size: a small CNN (width

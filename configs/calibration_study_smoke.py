@@ -1,6 +1,6 @@
-"""A seconds-sized calibration study for tests: the real code path, no particular result.
+r"""A seconds-sized calibration study for tests: the real code path, no particular result.
 
-  python -m experiments.calibration_study --config=configs/calibration_study_smoke.py \\
+  python -m experiments.calibration_study --config=configs/calibration_study_smoke.py \
       --output=/tmp/cs_smoke
 
 Two seeds, measured at step 10 and at the end (20 steps), a one-point gamma sweep and one extra

@@ -1,9 +1,9 @@
-"""`make demo`: an over-fitted baseline and NG-EBM on the embedded data, ~10 minutes on 2 CPUs.
+r"""`make demo`: an over-fitted baseline and NG-EBM on the embedded data, ~10 minutes on 2 CPUs.
 
   python -m experiments.demo --output=runs/demo      # what `make demo` runs
-  python -m experiments.demo --output=runs/demo_cifar10 \\
+  python -m experiments.demo --output=runs/demo_cifar10 \
       --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # the same on CIFAR-10
-  python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \\
+  python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \
       --config.objective=ngebm                        # one of its runs by hand
 
 The regime NG-EBM's calibration claim is about (arXiv 2304.01297): a classifier that has fitted

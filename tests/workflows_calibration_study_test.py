@@ -98,7 +98,9 @@ def test_study_program_writes_its_report(tmp_path):
     assert os.path.getsize(os.path.join(out, name)) > 1000, name
   with open(os.path.join(out, "report.md")) as f:
     md = f.read()
-  assert "## The regime" in md and "NO: the claim is not tested here" in md  # 20 steps
+  # 10 steps fit nothing: the report must say so, and so not claim the regime.
+  assert "## The regime" in md and "Over-fitted (training accuracy >= 95%): no;" in md
+  assert "the regime of the claim: yes" not in md
   assert "| baseline + TS |" in md and "## Gamma sweep (beta = 1.0)" in md
   assert "## In numbers" in md and "x lower" in md
 
