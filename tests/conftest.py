@@ -15,3 +15,15 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "ngebm_jax_test_compilation_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The test modules that run whole programs (a minute or more each) go first, so that with
+# `pytest -n 2` the many short tests fill in beside them instead of two workers waiting on the
+# last long one at the end.
+_LONG_FIRST = ("readme_test.py", "workflows_", "multihost_test.py", "resume_test.py",
+               "train_sgld_test.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  long_first = lambda item: not any(k in item.nodeid for k in _LONG_FIRST)
+  items.sort(key=long_first)  # stable: the order within each group is kept

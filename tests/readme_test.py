@@ -87,6 +87,8 @@ def _exists(*parts: str) -> Callable[[dict], list[str]]:
 class Program:
   overrides: tuple[str, ...]               # appended to the command as typed
   writes: Callable[[dict], list[str]]       # files that must exist afterwards
+  # Appended only to a command that sets the flag: a grid or a budget sized down, not added.
+  if_present: tuple[tuple[str, str], ...] = ()
 
 
 PROGRAMS = {
@@ -102,7 +104,9 @@ PROGRAMS = {
     "experiments.benchmark": Program(  # step times only
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
          "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents"),
-        _exists("output", "benchmark.md")),  # a grid writes no benchmark.json
+        _exists("output", "benchmark.md"),  # a grid writes no benchmark.json
+        if_present=(("batch_sizes", "--batch_sizes=8,16"), ("dtypes", "--dtypes=float32"),
+                    ("fit_memory_gib", "--fit_memory_gib=0.02"))),
     "experiments.calibration_study": Program(
         TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=", "--gammas=",
                       "--train_sizes=", "--sweep_seeds=0"), _exists("output", "report.md")),
@@ -254,11 +258,13 @@ def _run(command: Command, scratch, env) -> None:
   assert not unset, (f"{command.source}: `{command.text}` uses environment variables the test "
                      f"does not set: {unset}; set them in _environment of tests/readme_test.py.")
   argv += PROGRAMS[program].overrides
+  given = _flags(argv)
+  argv += [override for flag, override in PROGRAMS[program].if_present if flag in given]
   proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True,
                         timeout=TIMEOUT_S)
   assert proc.returncode == 0, (
       f"{command.source}: `{command.text}` failed (size overrides appended: "
-      f"{' '.join(PROGRAMS[program].overrides)}):\n{proc.stderr[-4000:]}")
+      f"{' '.join(argv[len(tokens):])}):\n{proc.stderr[-4000:]}")
   flags = _flags(argv)
   for path in PROGRAMS[program].writes(flags):
     path = path if os.path.isabs(path) else os.path.join(scratch, path)

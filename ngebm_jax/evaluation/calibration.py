@@ -235,7 +235,7 @@ def confidence_gap(probs: Any, labels: Any) -> float:
   """Mean confidence minus accuracy, `1/N sum_i (max_k p_ik - [argmax_k p_ik = y_i])`.
 
   Positive: the model is over-confident on average; negative: under-confident. Unlike ECE it
-  keeps the sign, so it says which way a model is off (ECE >= |confidence gap|).
+  keeps the sign, so it says which way a model is off (ECE >= the absolute confidence gap).
   """
   probs, labels = _check_probs(probs, labels)
   correct = probs.argmax(axis=1) == labels

@@ -6,7 +6,7 @@ states, the best parameters by validation accuracy, `metrics.jsonl` and TensorBo
 checkpoint left off, with the same data order and keys, so the result equals an uninterrupted
 run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return.
 
-Divergence: a step whose loss or gradients are not finite, or whose |loss| exceeds
+Divergence: a step whose loss or gradients are not finite, or whose `|loss|` exceeds
 `config.max_abs_loss` (a finite blow-up; JEM's code stops at 1e8), is never applied (see
 `spmd.py`). The run then stops (`NonFiniteLossError`) keeping its last good checkpoint, skips
 the step (`config.skip_nonfinite`), or, with `config.max_restarts > 0`, restarts from the last
@@ -50,7 +50,7 @@ RESTARTS_FILE = "restarts.json"
 
 
 class NonFiniteLossError(FloatingPointError):
-  """A train step produced a non-finite loss or gradient, or |loss| > config.max_abs_loss."""
+  """A train step produced a non-finite loss or gradient, or `|loss| > config.max_abs_loss`."""
 
   def __init__(self, message: str, step: int | None = None):
     super().__init__(message)
