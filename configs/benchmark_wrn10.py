@@ -16,10 +16,12 @@ another batch. Targets (reported, asserted nowhere): NG-EBM <= 2x the baseline s
 <= the PyTorch reference's own ratios on this CPU (4.9x for K = 5, 11.9x for K = 20), each
 step no slower than PyTorch's.
 
-Measured on 2 shared CPU cores (JAX 0.10.2, PyTorch 2.13.0, load average 7-18 from other jobs,
-so the milliseconds are not a quiet machine's; round-robin ratios): baseline 586-684 ms, NG-EBM
-1.6-1.7x the baseline, SGLD-EBM K = 5 4.7-5.8x, K = 20 11.8-14.3x; every step of ours took
-0.2-0.4x the PyTorch step beside it, whose two OpenMP threads suffer most from the load.
+Measured on 2 CPU cores with nothing else running (JAX 0.10.2, PyTorch 2.13.0, load average
+2.0-2.8), steps-only command, medians of 20 round-robin steps: baseline 139 ms (PyTorch 126),
+NG-EBM 263 ms = 1.89x (PyTorch 337 ms = 2.68x), SGLD-EBM K = 1 508 ms = 3.66x, K = 5 822 ms =
+5.92x (PyTorch 6.03x), K = 20 1931 ms = 13.90x (PyTorch 14.71x), K = 40 3468 ms = 24.97x. Each
+Langevin step is one input-gradient pass (74 ms, 0.61x a baseline step here); JEM's training
+step adds about three baseline steps (data, the unlabelled batch, the samples).
 End to end (lr 1e-3, shared machine): the baseline reaches 30% in 650 steps, NG-EBM in 850;
 SGLD-EBM K = 5 diverges at this learning rate and K = 20 is at 18% when the 900 s cap stops it.
 """
