@@ -110,8 +110,7 @@ def race_markdown(results: dict) -> list[str]:
            f"timed above; validation every {e2e['eval_every']} steps (clock stopped), {caps}. "
            "Seconds count training steps only (input pipeline included, compilation and "
            "validation excluded); runs are sequential, in the table's order"
-           + (f"; load average at the end {' / '.join(f'{x:.2f}' for x in load)}"
-              if load else "") + ".", ""]
+           + (f"; load average at the end {_load(load)}" if load else "") + ".", ""]
   header = ("| objective | reached | steps to target | train s to target | x baseline s | "
             "best val acc | steps run | non-finite steps |")
   align = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"

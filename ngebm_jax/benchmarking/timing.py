@@ -182,12 +182,17 @@ def component_times(model_fns, params, x: jax.Array, y: jax.Array, *, repeats: i
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def load_average() -> list[float] | None:
+  """The 1, 5 and 15 minute load averages, or None where the OS has none."""
+  try:
+    return list(os.getloadavg())
+  except (AttributeError, OSError):
+    return None
+
+
 def environment() -> dict:
   devices = jax.devices()
-  try:
-    load = list(os.getloadavg())
-  except OSError:
-    load = None
+  load = load_average()
   return {"jax_version": jax.__version__, "backend": jax.default_backend(),
           "device_kind": devices[0].device_kind, "device_count": len(devices),
           "process_count": jax.process_count(), "cpu_count": os.cpu_count(),

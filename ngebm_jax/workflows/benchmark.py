@@ -68,10 +68,6 @@ def _model_description(config) -> str:
   return f"{m.name} (width {m.width})"
 
 
-def _load() -> list[float] | None:
-  return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-
-
 def _jax_row(program, times: dict, config, per_device_batch: int, image_shape,
              device_peak: float | None) -> dict:
   v = program.variant
@@ -155,8 +151,7 @@ def race_objectives(config, programs, sources, mesh) -> dict | None:
   Every runner is a variant of the same config (same model, data, seed, optimizer and
   schedule); only the objective differs, and for SGLD-EBM the chain length K.
   """
-  r = config.race
-  check_race_config(config)
+  r = config.race  # checked by `run` (`check_race_config`) before the step timing
   if r.target_accuracy <= 0:
     return None
   max_seconds = r.max_seconds if r.max_seconds > 0 else None
@@ -256,7 +251,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
       logging.info("%s (%s): median %.1f ms (p10 %.1f, p90 %.1f), %.2fx its baseline.",
                    r["name"], r["framework"], 1e3 * r["median_s"], 1e3 * r["p10_s"],
                    1e3 * r["p90_s"], r["ratio_to_baseline"] or float("nan"))
-    env["load_average_after_steps"] = _load()
+    env["load_average_after_steps"] = timing.load_average()
     if components and programs:
       comps = _components(programs, batches, mesh, per_device_batch, steps, peer)
     if peer is not None:
@@ -276,7 +271,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
 
   e2e = race_objectives(config, programs, sources, mesh)
   if e2e is not None:
-    env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    env["load_average_end"] = timing.load_average()
 
   return {
       "environment": env,
