@@ -104,7 +104,7 @@ PROGRAMS = {
     "experiments.benchmark": Program(  # step times only
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
          "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents",
-         "--nopytorch"),  # the PyTorch peer's own test is tests/pytorch_peer_test.py
+         "--nopytorch", "--config.on_cpu=run"),  # the peer's test: tests/pytorch_peer_test.py
         _exists("output", "benchmark.md"),  # a grid writes no benchmark.json
         if_present=(("batch_sizes", "--batch_sizes=8,16"), ("dtypes", "--dtypes=float32"),
                     ("fit_memory_gib", "--fit_memory_gib=0.02"))),
