@@ -106,6 +106,16 @@ def get_config() -> ml_collections.ConfigDict:
       max_seconds=900.0,
       eval_every=50))       # steps between validations (clock stopped)
 
+  # `make gpu-check` (experiments/gpu_check.py, configs/gpu_check.py): the benchmark grid of
+  # batch sizes x dtypes x objectives, then `train_steps` steps of the training loop (its real
+  # input pipeline) of `train_objective` in `train_dtype` at `config.batch_size`. A grid setting
+  # is not started once `budget_s` seconds minus the training's share are spent (reported).
+  config.gpu_check = ml_collections.ConfigDict(dict(
+      batch_sizes=(64, 256), dtypes=("bfloat16", "float32"),
+      objectives=("baseline", "ngebm", "sgld"), sgld_steps=20, steps=10, warmup=2,
+      train_steps=300, train_objective="ngebm", train_dtype="bfloat16",
+      budget_s=390.0, train_share_s=90.0))
+
   config.eval = ml_collections.ConfigDict(dict(
       evaluators=("classification", "calibration", "ood", "robustness"),
       batch_size=500,
