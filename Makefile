@@ -24,8 +24,10 @@ demo: $(STAMP)
 # or tpu (pip install -e '.[test,$(ACCEL)]'), detected when unset by tools/accelerator.sh:
 # nvidia-smi's CUDA version (13 or later: cuda13, else cuda12), or a TPU VM (/dev/accel*, or
 # /dev/vfio with the VM's TPU metadata). With no accelerator found they stop at once, before
-# creating $(VENV) or installing anything. SKIP_INSTALL=1 uses $(PY) as it is (e.g.
-# PY=python3 for an environment that already has the accelerator build).
+# creating $(VENV) or installing anything. The build installed is recorded in
+# $(VENV)/.installed-accelerator (delete it to install another). SKIP_INSTALL=1 uses $(PY) as
+# it is (e.g. PY=python3 for an environment that has the accelerator build, on a machine
+# without network).
 .PHONY: accelerator gpu-check
 ACCEL ?=
 ACCEL_STAMP := $(VENV)/.installed-accelerator
