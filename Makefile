@@ -20,15 +20,45 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m experiments.demo --output=$(RUNS) --objectives=$(OBJECTIVES)
 
+# The accelerator build of JAX for `make bench-gpu` and `make gpu-check`: ACCEL=cuda12, cuda13
+# or tpu (pip install -e '.[test,$(ACCEL)]'), detected when unset by tools/accelerator.sh:
+# nvidia-smi's CUDA version (13 or later: cuda13, else cuda12), or a TPU VM (/dev/accel*, or
+# /dev/vfio with the VM's TPU metadata). With no accelerator found they stop at once, before
+# creating $(VENV) or installing anything. The build installed is recorded in
+# $(VENV)/.installed-accelerator (delete it to install another). SKIP_INSTALL=1 uses $(PY) as
+# it is (e.g. PY=python3 for an environment that has the accelerator build, on a machine
+# without network).
+.PHONY: accelerator gpu-check
+ACCEL ?=
+ACCEL_STAMP := $(VENV)/.installed-accelerator
+INSTALL_ACCEL := $(if $(SKIP_INSTALL),,$(ACCEL_STAMP))
+
+accelerator:
+	@ACCEL='$(ACCEL)' sh tools/accelerator.sh >/dev/null
+
+$(ACCEL_STAMP): setup.cfg pyproject.toml | accelerator
+	accel=$$(ACCEL='$(ACCEL)' sh tools/accelerator.sh) && \
+	  { test -x $(PY) || $(PYTHON) -m venv $(VENV); } && \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet -e ".[test,$$accel]" && \
+	  echo $$accel > $@
+
 # The GPU benchmark (configs/benchmark_gpu.py): WRN-28-10, batch 64 and 256, float32 and
 # bfloat16, baseline / NG-EBM / SGLD-EBM K = 20; step time, images/s, MFU, peak memory, compile
 # time -> $(BENCH)/benchmark.md. PROFILE=1 adds a profiler trace in $(BENCH)/trace.
 BENCH ?= runs/bench_gpu
-bench-gpu: $(STAMP)
+bench-gpu: accelerator $(INSTALL_ACCEL)
 	$(PY) -m experiments.benchmark --config=configs/benchmark_gpu.py --output=$(BENCH) \
 	  --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
 	  --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents --nopytorch \
 	  $(if $(PROFILE),--profile_dir=$(BENCH)/trace)
+
+# The check a newly lent GPU or TPU runs first (configs/gpu_check.py; at most 8 minutes on one
+# H100, install included): the benchmark grid above plus a few hundred steps of the training
+# loop with its real input pipeline -> $(GPU_CHECK)/gpu_check.{json,md}.
+GPU_CHECK ?= runs/gpu_check
+gpu-check: accelerator $(INSTALL_ACCEL)
+	$(PY) -m experiments.gpu_check --config=configs/gpu_check.py --output=$(GPU_CHECK)
 
 # The API reference is built with warnings as errors: a broken docstring fails the tests.
 test: $(STAMP)

@@ -22,4 +22,5 @@ def get_config():
   config.dataset.name = "cifar100"
   config.dataset.num_train = -1  # all 45,000 images of the recipe's training split
   config.dataset.num_workers = 8
+  config.on_cpu = "warn"  # a GPU or TPU recipe (days on a CPU)
   return config

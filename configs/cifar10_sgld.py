@@ -29,6 +29,7 @@ def get_config():
   config.dataset.name = "cifar10"
   config.dataset.num_train = -1  # all 45,000 images of the recipe's training split
   config.dataset.num_workers = 8
+  config.on_cpu = "warn"  # a GPU or TPU recipe (days on a CPU)
   config.num_epochs = 200
   config.optimizer.decay_epochs = (160, 180)
   config.optimizer.decay_rate = 0.3

@@ -89,6 +89,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Persistent compilation cache: "auto" ($JAX_COMPILATION_CACHE_DIR, else WORKDIR/
   # compilation_cache for a gs:// workdir, else ~/.cache/ngebm_jax), a folder, or "" (off).
   config.compilation_cache_dir = "auto"
+  # When JAX has only the CPU backend: "run"; "warn" (log that the config is meant for a GPU or
+  # TPU, then run: the paper's CIFAR recipes, which take days on a CPU but whose smaller forms
+  # tests and trials run there); "refuse" (stop at start, naming the install command: the GPU
+  # benchmark). --config.on_cpu=run is the override that lets tests run such a config's path.
+  config.on_cpu = "run"
 
   # The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
   # variant trains from the same seed on the same data until `target_accuracy` on validation;
@@ -100,6 +105,16 @@ def get_config() -> ml_collections.ConfigDict:
       max_steps=1200,       # caps per runner: steps, and training seconds (<= 0: none)
       max_seconds=900.0,
       eval_every=50))       # steps between validations (clock stopped)
+
+  # `make gpu-check` (experiments/gpu_check.py, configs/gpu_check.py): the benchmark grid of
+  # batch sizes x dtypes x objectives, then `train_steps` steps of the training loop (its real
+  # input pipeline) of `train_objective` in `train_dtype` at `config.batch_size`. A grid setting
+  # is not started once `budget_s` seconds minus the training's share are spent (reported).
+  config.gpu_check = ml_collections.ConfigDict(dict(
+      batch_sizes=(64, 256), dtypes=("bfloat16", "float32"),
+      objectives=("baseline", "ngebm", "sgld"), sgld_steps=20, steps=10, warmup=2,
+      train_steps=300, train_objective="ngebm", train_dtype="bfloat16",
+      budget_s=390.0, train_share_s=90.0))
 
   config.eval = ml_collections.ConfigDict(dict(
       evaluators=("classification", "calibration", "ood", "robustness"),

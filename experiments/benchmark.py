@@ -6,7 +6,7 @@
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/bench_gpu \
       --batch_sizes=64,256 --dtypes=float32,bfloat16    # `make bench-gpu`
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/fit \
-      --objectives= --fit_memory_gib=80                 # the largest WRN-28-10 NG-EBM batch
+      --objectives= --fit_memory_gib=80 --config.on_cpu=run  # the largest WRN-28-10 NG-EBM batch
 
   python -m experiments.benchmark --config=configs/race_embedded.py --output=runs/race \
       --sgld_steps=5,20 --steps=10      # the race of baseline, NG-EBM and SGLD-EBM (K = 5, 20)

@@ -56,6 +56,9 @@ SKIPPED = {
     "make bench-gpu": "creates .venv with pip (network) and is sized for a GPU; it runs the "
                       "command of configs/benchmark_gpu.py's docstring, which that config's test "
                       "runs",
+    "make gpu-check": "needs a GPU or TPU (without one it stops at once, as "
+                      "tests/accelerator_test.py checks); it runs the command of "
+                      "configs/gpu_check.py's docstring, which that config's test runs",
     "pip install": "installs from the package index (network)",
     "gcloud compute tpus": "needs a Cloud TPU pod slice",
     "JAX_COORDINATOR_ADDRESS=": "needs two hosts; tests/multihost_test.py runs the same training "
@@ -104,10 +107,21 @@ PROGRAMS = {
     "experiments.benchmark": Program(  # step times only
         ("--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=8",
          "--steps=1", "--sgld_steps=1", "--config.race.target_accuracy=-1", "--nocomponents",
-         "--nopytorch"),  # the PyTorch peer's own test is tests/pytorch_peer_test.py
+         "--nopytorch", "--config.on_cpu=run"),  # the peer's test: tests/pytorch_peer_test.py
         _exists("output", "benchmark.md"),  # a grid writes no benchmark.json
         if_present=(("batch_sizes", "--batch_sizes=8,16"), ("dtypes", "--dtypes=float32"),
                     ("fit_memory_gib", "--fit_memory_gib=0.02"))),
+    "experiments.gpu_check": Program(  # the grid and the run of tests/workflows_gpu_check_test
+        ("--config.on_cpu=run", "--config.model.name=small_cnn", "--config.model.width=4",
+         "--config.batch_size=8", "--config.gpu_check.batch_sizes=(8,)",
+         "--config.gpu_check.dtypes=('float32',)", "--config.gpu_check.train_dtype=float32",
+         "--config.gpu_check.objectives=('baseline',)", "--config.gpu_check.steps=1",
+         "--config.gpu_check.warmup=1", "--config.gpu_check.train_steps=2",
+         "--config.gpu_check.train_objective=baseline", "--config.log_every_steps=1",
+         "--config.eval_every_steps=2", "--config.checkpoint_every_steps=2",
+         "--config.dataset.num_train=64", "--config.dataset.num_validation=16",
+         "--config.dataset.num_test=16", "--config.eval.batch_size=8",
+         "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
         TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=", "--gammas=",
                       "--train_sizes=", "--sweep_seeds=0"), _exists("output", "report.md")),

@@ -1,5 +1,7 @@
 """The train step's guard: a rejected step leaves no trace; a RowUpdate writes only its rows."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,42 @@ def test_compiler_options_only_change_cpu_compilation():
   assert spmd.compiler_options("gpu") is None and spmd.compiler_options("tpu") is None
   options = spmd.compiler_options("cpu")
   assert options is None or options == spmd.CPU_COMPILER_OPTIONS
+
+
+def _all_reduced_elements(hlo: str) -> int:
+  """Elements all-reduced by a compiled module: the sum over its all-reduces of their shapes."""
+  total = 0
+  for line in hlo.splitlines():
+    op = re.match(r"\s*(?:ROOT )?\S+ = (.+?) all-reduce(?:-start)?\(", line)
+    if op:  # a shape like f32[3,3,8,16] or a tuple (f32[16], f32[], ...)
+      for dims in re.findall(r"\b[a-z]+[0-9]*\[([0-9,]*)\]", op.group(1)):
+        total += int(np.prod([int(d) for d in dims.split(",") if d]))
+  return total
+
+
+def test_all_reduced_elements_counts_tuple_and_scalar_shapes():
+  hlo = ("  %a = f32[3,4]{1,0} all-reduce(f32[3,4]{1,0} %x), replica_groups={}\n"
+         "  ROOT %b = (f32[], bf16[5]{0}) all-reduce(f32[] %y, bf16[5]{0} %z)\n"
+         "  %c = f32[7]{0} add(f32[7]{0} %p, f32[7]{0} %q)\n")
+  assert _all_reduced_elements(hlo) == 12 + 1 + 5
+
+
+@pytest.mark.parametrize("objective", ["baseline", "ngebm", "sgld"])
+def test_train_step_all_reduces_the_gradients_once(objective):
+  # Under shard_map the gradient of the replicated parameters is already global; a second
+  # reduction (a pmean after it, or one inside NG-EBM's penalty) would double the traffic.
+  config = benchmark_tiny.get_config()
+  config.objective = objective
+  config.sgld.num_steps = 2
+  mesh = spmd.make_mesh(jax.devices()[:4])
+  fns, params = ckpt_lib.model_from_config(config, 10)
+  obj = objective_registry.make_objective(config, fns)
+  optimizer = optax.adam(1e-3)
+  state = loop.init_train_state(config, obj, params, optimizer, (32, 32, 3), mesh)
+  images = np.zeros((16, 32, 32, 3), np.float32)
+  batch = spmd.host_to_global(mesh, {"image": images, "image_unlabelled": images,
+                                     "label": np.zeros(16, np.int32)})
+  step = spmd.make_train_step(obj.loss_fn, optimizer, mesh, state)
+  hlo = step.lower(state, batch).compile().as_text()
+  num_params = sum(p.size for p in jax.tree.leaves(params))
+  assert num_params <= _all_reduced_elements(hlo) < 1.2 * num_params

@@ -50,6 +50,7 @@ def test_every_objective_has_positive_time_memory_and_flops(tiny_run):
     assert r["peak_memory_bytes"] == r["memory"]["peak_bytes"]  # CPU: XLA's plan
     assert r["peak_memory_source"] == "xla_memory_analysis"
     assert r["flops"] > 0, name
+    assert r["back_to_back_s"] > 0 and r["back_to_back_images_per_s"] > 0, name
     np.testing.assert_allclose(r["ratio_to_baseline"], r["median_s"] / rows["baseline"]["median_s"])
     assert r["mfu"] is None  # CPU: no peak FLOPs, no MFU
   assert rows["baseline"]["target_ratio"] is None and rows["ngebm"]["target_ratio"] == 2.0
@@ -163,9 +164,31 @@ def test_variants_and_targets():
   assert [(v.name, v.config.ngebm.grad_mode, v.canonical) for v in variants] == [
       ("ngebm", "forward_over_reverse", True),
       ("ngebm_reverse_over_reverse", "reverse_over_reverse", False)]
-  assert xla_costs.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
+
+
+def test_peaks_per_device_kind_name_their_precision():
+  assert xla_costs.peak("NVIDIA H100 80GB HBM3", "bfloat16") == {
+      "flops": 989e12, "precision": "dense bfloat16", "device": "H100"}  # the SXM card
+  assert xla_costs.peak("NVIDIA H100 80GB HBM3", "float32")["precision"] == "dense tf32"
+  assert xla_costs.peak_flops("NVIDIA H100 PCIe", "bfloat16") == 756e12
+  assert xla_costs.peak_flops("NVIDIA H100 NVL", "float32") == 418e12
+  assert xla_costs.peak_flops("NVIDIA H200", "bfloat16") == 989e12
+  assert xla_costs.peak_flops("NVIDIA A100-SXM4-80GB", "float32") == 156e12
+  assert xla_costs.peak_flops("NVIDIA L4", "bfloat16") == 121e12
+  assert xla_costs.peak_flops("TPU v4", "bfloat16") == 275e12
   assert xla_costs.peak_flops("TPU v5 lite", "bfloat16") == 197e12
+  assert xla_costs.peak_flops("TPU v5p", "bfloat16") == 459e12
+  assert xla_costs.peak_flops("TPU v6 lite", "bfloat16") == 918e12
+  assert xla_costs.peak_flops("TPU v6 lite", "float32") is None  # no float32 peak claimed
   assert xla_costs.peak_flops("cpu", "float32") is None
+
+
+def test_unknown_flops_give_no_mfu():
+  assert xla_costs.mfu(-1.0, 0.1, 989e12) is None  # XLA's "unknown"
+  assert xla_costs.mfu(None, 0.1, 989e12) is None
+  assert xla_costs.mfu(1e12, 0.1, None) is None
+  assert xla_costs.mfu(1e12, 0.1, 1e14) == pytest.approx(0.1)
+  assert xla_costs.known_flops(-1) is None and xla_costs.known_flops(0) == 0.0
 
 
 @pytest.mark.skipif("sgld" not in objective_registry.names(), reason="no SGLD-EBM objective yet")
@@ -196,6 +219,7 @@ def test_flops_of_a_rolled_sgld_chain_are_corrected_to_the_unrolled_count(noise_
                                        image_shape=(32, 32, 3), steps_per_epoch=8)
     flops[unroll] = xla_costs.step_flops(program, 16, (32, 32, 3))
   assert flops[1]["sgld_unroll"] == 1 and flops[3]["sgld_unroll"] == 3
+  assert flops[1]["loop_body_counted_once"] is True  # XLA:CPU, measured on chains of 2 and 4
   assert flops[1]["flops_xla"] < 0.7 * flops[3]["flops_xla"]  # 2 of 3 Langevin steps uncounted
   assert flops[3]["flops"] == flops[3]["flops_xla"]
   np.testing.assert_allclose(flops[1]["flops"], flops[3]["flops"], rtol=rtol)

@@ -175,9 +175,9 @@ def markdown(results: dict) -> str:
       f"Median of {setup['steps']} timed steps per objective (round-robin, after "
       f"{setup['warmup']} warm-up step), spread p10-p90.",
       "",
-      "| objective | compile s | median ms | p10-p90 ms | images/s | x baseline | target | "
-      "x PyTorch | peak memory MiB | GFLOP/step | MFU |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| objective | compile s | median ms | p10-p90 ms | back-to-back ms | images/s | "
+      "x baseline | target | x PyTorch | peak memory MiB | GFLOP/step | MFU |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ]
   for r in _ours(results):
     target = "–"
@@ -186,13 +186,16 @@ def markdown(results: dict) -> str:
     flops = r.get("flops")
     lines.append(
         f"| {r['name']} | {r['lower_s'] + r['compile_s']:.1f} | {1e3 * r['median_s']:.1f} | "
-        f"{1e3 * r['p10_s']:.1f}-{1e3 * r['p90_s']:.1f} | {_fmt(r['images_per_s'], '.0f')} | "
+        f"{1e3 * r['p10_s']:.1f}-{1e3 * r['p90_s']:.1f} | "
+        f"{_fmt(1e3 * r['back_to_back_s'] if r.get('back_to_back_s') else None, '.1f')} | "
+        f"{_fmt(r['images_per_s'], '.0f')} | "
         f"{_fmt(r.get('ratio_to_baseline'), '.2f')} | {target} | "
         f"{_fmt(r.get('ratio_to_pytorch'), '.2f')} | {_mib(r.get('peak_memory_bytes'))} | "
         f"{_fmt(flops / 1e9 if flops else None, '.1f')} | "
         f"{_fmt(100 * r['mfu'] if r.get('mfu') is not None else None, '.1f')}"
         + ("%" if r.get("mfu") is not None else "") + " |")
   lines.append("")
+  lines += _flops_lines(results)
   ratios = results["ratios"]
   if ratios.get("sgld_k20_over_ngebm"):
     lines.append(f"SGLD-EBM (K = 20) / NG-EBM step time: "
@@ -206,9 +209,13 @@ def markdown(results: dict) -> str:
   lines.append("Compile s = lowering + XLA compilation. Peak memory per device: the allocator's "
                "high-water mark with only that objective's state in memory (GPU/TPU), else "
                "what XLA plans for one step (arguments + outputs - donated + temporaries, from "
-               "its memory analysis; CPU). FLOPs: XLA's cost analysis per device (rolled SGLD "
-               "loops corrected). MFU: FLOPs / median step / the device's dense peak, for known "
-               "accelerators only. Targets: NG-EBM <= 2x the baseline step; SGLD-EBM <= the "
+               "its memory analysis; CPU). FLOPs: XLA's cost analysis per device (a rolled SGLD "
+               "loop corrected where this backend counts a loop body once); unknown where XLA "
+               "gives no count. Back-to-back: the mean of as many more steps dispatched one "
+               "after another with one block at the end, as in training. MFU: FLOPs / median "
+               "step / the device's dense peak (bfloat16, or TF32 for a float32 step on an "
+               "NVIDIA GPU), for known accelerators only. Compiled steps come from the "
+               "persistent compilation cache when it holds them (then compile s is a load). Targets: NG-EBM <= 2x the baseline step; SGLD-EBM <= the "
                "PyTorch reference's own ratios on a 2-core CPU (4.9x at K = 5, 11.9x at K = 20).")
   lines.append("")
   lines += _pytorch_lines(results)
@@ -220,6 +227,30 @@ def markdown(results: dict) -> str:
   return "\n".join(lines)
 
 
+def _flops_lines(results: dict) -> list[str]:
+  """The device's peak, and the forward pass's FLOPs by hand beside XLA's count."""
+  setup, lines = results["setup"], []
+  peak = setup.get("device_peak")
+  if peak:
+    lines.append(f"MFU against the {peak['device']}'s {peak['precision']} peak, "
+                 f"{peak['flops'] / 1e12:.0f} TFLOP/s.")
+  forward = setup.get("forward_flops_per_image") or {}
+  if forward.get("analytic"):
+    xla = forward.get("xla")
+    lines.append(
+        f"Forward pass per image: {forward['analytic'] / 1e9:.3f} GFLOPs counted by hand "
+        f"(convolutions and head, kernel taps on the image; "
+        f"{forward['analytic_dense'] / 1e9:.3f} with the padding), XLA "
+        f"{_fmt(xla / 1e9 if xla else None, '.3f')} "
+        f"({_fmt(xla / forward['analytic'] if xla else None, '.4f')}x).")
+    base = next((r for r in _ours(results) if r.get("flops_analytic")), None)
+    if base and base.get("flops"):
+      lines.append(f"Baseline step per device: {base['flops_analytic'] / 1e9:.1f} GFLOPs by "
+                   f"hand (3x forward), XLA {base['flops'] / 1e9:.1f} "
+                   f"({base['flops'] / base['flops_analytic']:.3f}x).")
+  return lines + ([""] if lines else [])
+
+
 def grid_markdown(all_results: Sequence[dict]) -> str:
   """One table across settings (batch x dtype): median step, images/s, MFU, memory, compile."""
   first = all_results[0]
@@ -228,15 +259,17 @@ def grid_markdown(all_results: Sequence[dict]) -> str:
            f"{env['backend']} ({env['device_kind']}) x {env['device_count']}, JAX "
            f"{env['jax_version']}; {env['time_utc']}. Each setting's full report is in "
            "`b<batch>_<dtype>/benchmark.md`.", "",
-           "| batch | dtype | objective | median ms | images/s | x baseline | MFU | "
-           "peak memory MiB | compile s |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | "
-           "---: | ---: |"]
+           "| batch | dtype | objective | median ms | back-to-back ms | images/s | x baseline | "
+           "MFU | peak memory MiB | compile s |", "| ---: | --- | --- | ---: | ---: | ---: | "
+           "---: | ---: | ---: | ---: |"]
   for results in all_results:
     setup = results["setup"]
     for r in _ours(results):
       lines.append(
           f"| {setup['batch_size']} | {setup['dtype']} | {r['name']} | "
-          f"{1e3 * r['median_s']:.1f} | {_fmt(r['images_per_s'], '.0f')} | "
+          f"{1e3 * r['median_s']:.1f} | "
+          f"{_fmt(1e3 * r['back_to_back_s'] if r.get('back_to_back_s') else None, '.1f')} | "
+          f"{_fmt(r['images_per_s'], '.0f')} | "
           f"{_fmt(r.get('ratio_to_baseline'), '.2f')} | "
           f"{_fmt(100 * r['mfu'] if r.get('mfu') is not None else None, '.1f')} | "
           f"{_mib(r.get('peak_memory_bytes'))} | {r['lower_s'] + r['compile_s']:.1f} |")

@@ -72,7 +72,9 @@ def step_benchmark(programs: Sequence[StepProgram], batches: Sequence[dict], *, 
     peer: a started PyTorch peer, or None.
 
   Returns:
-    One dict per program: `times_s`, `first_call_s`, `final_step`, the allocator's peak
+    One dict per program: `times_s` (each call timed alone, blocked), `back_to_back_s` (the
+    mean of `steps` more calls dispatched back to back, one block at the end, as in training),
+    `first_call_s`, `final_step`, the allocator's peak
     (`allocator_peaks`; GPU/TPU), and for a program the peer runs, `pytorch`: its `times_s`,
     `losses` and `first_call_s`.
   """
@@ -104,6 +106,14 @@ def step_benchmark(programs: Sequence[StepProgram], batches: Sequence[dict], *, 
         rows[i]["pytorch"]["times_s"].append(seconds)
         rows[i]["pytorch"]["losses"].append(loss)
     del metrics
+  # Back to back, as in training: `steps` calls dispatched one after another, one block at the
+  # end, so the host's dispatch of a step overlaps the device's work on the one before.
+  for i, (program, batch) in enumerate(zip(programs, batches)):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      states[i], metrics = program.compiled(states[i], batch)
+    _block((states[i], metrics))
+    rows[i]["back_to_back_s"] = (time.perf_counter() - t0) / steps
   for row, state in zip(rows, states):
     row["final_step"] = int(state.step)
   return rows

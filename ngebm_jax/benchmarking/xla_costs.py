@@ -1,8 +1,10 @@
 """What XLA says about a compiled step: FLOPs, planned memory, and the allocator's peak.
 
-XLA's cost analysis counts the body of a while loop once, whatever its trip count, so the
-FLOPs of a rolled SGLD chain are corrected here with XLA's own count of one Langevin step.
-MFU needs the device's dense peak, known for the accelerators listed in `PEAK_FLOPS`.
+XLA's cost analysis may count the body of a while loop once, whatever its trip count (XLA:CPU
+does); whether this backend does is measured (`langevin_step_flops`: chains of 1, 2 and 4
+steps differenced), and only then are the FLOPs of a rolled SGLD chain corrected with XLA's own count
+of one Langevin step. A count XLA cannot give (-1, e.g. for an opaque custom call, or missing)
+is reported as unknown, never as a number. MFU needs the device's dense peak (`PEAK_FLOPS`).
 """
 
 from __future__ import annotations
@@ -16,24 +18,60 @@ from absl import logging
 from ngebm_jax import sgld
 from ngebm_jax.benchmarking.step_programs import StepProgram
 
+# Dense (no structured sparsity) peak FLOP/s per device kind, from the vendors' data sheets.
+# "bfloat16": tensor-core / MXU bfloat16. "tf32": what a float32 step runs at on NVIDIA GPUs,
+# whose convolutions and matmuls JAX computes in TF32 by default (default precision); a TPU
+# computes float32 in bfloat16 passes, so no float32 peak is claimed for TPUs. Keys are matched
+# against `jax.Device.device_kind`, longest first ("H100 PCIe" before "H100", whose plain
+# device kind, "NVIDIA H100 80GB HBM3", is the SXM card).
 PEAK_FLOPS: dict[str, dict[str, float]] = {
-    "H200": {"bfloat16": 989e12, "float32": 495e12},
-    "H100": {"bfloat16": 989e12, "float32": 495e12},  # SXM; the PCIe card is ~25% lower
-    "A100": {"bfloat16": 312e12, "float32": 156e12},
-    "L4": {"bfloat16": 121e12, "float32": 60e12},
+    "H100 PCIe": {"bfloat16": 756e12, "tf32": 378e12},
+    "H100 NVL": {"bfloat16": 835e12, "tf32": 418e12},
+    "H100": {"bfloat16": 989e12, "tf32": 495e12},  # SXM
+    "H200 NVL": {"bfloat16": 835e12, "tf32": 418e12},
+    "H200": {"bfloat16": 989e12, "tf32": 495e12},  # SXM
+    "A100": {"bfloat16": 312e12, "tf32": 156e12},  # SXM and PCIe alike
+    "L4": {"bfloat16": 121e12, "tf32": 60e12},
     "TPU v4": {"bfloat16": 275e12},
-    "TPU v5 lite": {"bfloat16": 197e12},
+    "TPU v5 lite": {"bfloat16": 197e12},  # v5e
+    "TPU v5e": {"bfloat16": 197e12},
     "TPU v5p": {"bfloat16": 459e12},
-    "TPU v6 lite": {"bfloat16": 918e12},
+    "TPU v5": {"bfloat16": 459e12},  # v5p's device kind on some runtimes
+    "TPU v6 lite": {"bfloat16": 918e12},  # v6e (Trillium)
+    "TPU v6e": {"bfloat16": 918e12},
 }
+# The peak that a step in each compute dtype is measured against.
+PEAK_PRECISION = {"bfloat16": "bfloat16", "float32": "tf32"}
+
+
+def peak(device_kind: str, dtype: str) -> dict | None:
+  """`{"flops", "precision", "device"}`: the dense peak a `dtype` step runs at, or None."""
+  precision = PEAK_PRECISION.get(dtype)
+  for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # "TPU v5 lite" before "TPU v5"
+    if name.lower() in device_kind.lower():
+      flops = PEAK_FLOPS[name].get(precision)
+      return None if flops is None else {"flops": flops, "precision": f"dense {precision}",
+                                         "device": name}
+  return None
 
 
 def peak_flops(device_kind: str, dtype: str) -> float | None:
-  """Dense peak FLOP/s of a device of kind `device_kind` in `dtype`, or None if unknown."""
-  for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # "TPU v5 lite" before "TPU v5"
-    if name.lower() in device_kind.lower():
-      return PEAK_FLOPS[name].get(dtype)
-  return None
+  """Dense peak FLOP/s of a device of kind `device_kind` for a `dtype` step, or None."""
+  p = peak(device_kind, dtype)
+  return p["flops"] if p else None
+
+
+def known_flops(flops) -> float | None:
+  """A FLOP count, or None where XLA gives none or a negative one (unknown)."""
+  return float(flops) if flops is not None and flops >= 0 else None
+
+
+def mfu(flops, seconds, peak_flops_per_s) -> float | None:
+  """Model FLOPs utilization, or None when any of its parts is unknown."""
+  flops = known_flops(flops)
+  if not flops or not seconds or not peak_flops_per_s or seconds <= 0:
+    return None
+  return flops / seconds / peak_flops_per_s
 
 
 def memory_figures(compiled) -> dict:
@@ -88,51 +126,68 @@ def _cost(compiled) -> dict:
   return dict(cost or {})
 
 
-def langevin_step_flops(model_fns, params, x, *, step_size: float, noise_std: float
-                        ) -> float | None:
-  """XLA's FLOPs of one SGLD step on `x`: input-gradient pass, Langevin noise, update.
+def _chain_flops(model_fns, params, x, *, num_steps: int, unroll: int, step_size: float,
+                 noise_std: float) -> float | None:
+  fn = jax.jit(lambda p, x_, key_: sgld.sgld_sample(
+      model_fns.apply_fn, p, x_, key_, num_steps=num_steps, step_size=step_size,
+      noise_std=noise_std, unroll=unroll))
+  return known_flops(_cost(fn.lower(params, x, jax.random.key(0)).compile()).get("flops"))
 
-  Measured as the difference between XLA's counts of a 2-step and a 1-step chain (both without
-  a loop), so everything a step does is in it (the Gaussian noise's random-bit generation is a
-  sizeable share of it for small models).
+
+def langevin_step_flops(model_fns, params, x, *, step_size: float, noise_std: float
+                        ) -> dict:
+  """XLA's FLOPs of SGLD chains on `x`, and what they say about this backend's counting.
+
+  `per_step`: one SGLD step (input-gradient pass, Langevin noise, update), the difference of
+  XLA's counts of a 2-step and a 1-step chain (both without a loop), so everything a step does
+  is in it (the Gaussian noise's random-bit generation is a sizeable share of it for small
+  models). `loop_counted_once`: whether a rolled loop's body is counted once (XLA:CPU), from
+  the count of a rolled 4-step chain: about one step's if so, about four if each trip is
+  counted. Values are None where XLA gives no count.
   """
-  key = jax.random.key(0)
-  counts = []
-  for k in (1, 2):
-    fn = jax.jit(lambda p, x_, key_, k=k: sgld.sgld_sample(
-        model_fns.apply_fn, p, x_, key_, num_steps=k, step_size=step_size, noise_std=noise_std,
-        unroll=k))
-    counts.append(_cost(fn.lower(params, x, key).compile()).get("flops"))
-  if None in counts:
-    return None
-  return float(counts[1] - counts[0])
+  kw = dict(step_size=step_size, noise_std=noise_std)
+  one, two = (_chain_flops(model_fns, params, x, num_steps=k, unroll=k, **kw) for k in (1, 2))
+  if one is None or two is None or two <= one:
+    return {"per_step": None, "loop_counted_once": None}
+  per_step = two - one
+  rolled = _chain_flops(model_fns, params, x, num_steps=4, unroll=1, **kw)
+  once = None if rolled is None else abs(rolled - one) < 1.5 * per_step
+  return {"per_step": float(per_step), "loop_counted_once": once}
 
 
 def step_flops(program: StepProgram, per_device_batch: int, image_shape: Sequence[int]) -> dict:
   """FLOPs of one step on one device: XLA's count, corrected for a rolled SGLD loop.
 
-  XLA's cost analysis counts the body of a while loop once, whatever its trip count. A rolled
-  SGLD chain (`lax.scan` with unroll u < K, the default off CPU) is a loop of K // u iterations
-  of u Langevin steps (then K % u more), so about `(K // u - 1) * u` Langevin steps are missing
-  from the count; they are added here, at XLA's own count for one step (`langevin_step_flops`).
+  A rolled SGLD chain (`lax.scan` with unroll u < K, the default off CPU) is a loop of K // u
+  iterations of u Langevin steps (then K % u more). Where this backend's cost analysis counts
+  a loop body once (`langevin_step_flops`), `(K // u - 1) * u` Langevin steps are missing from
+  XLA's count; they are added, at XLA's own count for one step (`langevin_step_flops`). A count
+  XLA cannot give is `None` ("unknown"), with the reason in `flops_note`.
   """
   flops_xla = _cost(program.compiled).get("flops")
-  if flops_xla is None:
-    return {}
+  if known_flops(flops_xla) is None:
+    return {"flops_xla": None, "flops": None,
+            "flops_note": f"unknown: XLA's cost analysis gave {flops_xla!r}"}
   out = {"flops_xla": float(flops_xla), "flops": float(flops_xla)}
   v = program.variant
   if v.objective == "sgld" and v.sgld_steps:
-    from ngebm_jax import sgld  # pylint: disable=g-import-not-at-top
     unroll = sgld.resolve_unroll(v.config.sgld.get("unroll"), v.sgld_steps)
     missing = (v.sgld_steps // unroll - 1) * unroll
     out["sgld_unroll"] = unroll
     if missing > 0:
       x = jnp.zeros((per_device_batch, *image_shape), jnp.float32)
-      per_step = langevin_step_flops(program.model_fns, program.params_template, x,
-                                     step_size=v.config.sgld.step_size,
-                                     noise_std=v.config.sgld.noise_std)
-      if per_step is not None:
+      c = v.config.sgld
+      chain = langevin_step_flops(program.model_fns, program.params_template, x,
+                                  step_size=c.step_size, noise_std=c.noise_std)
+      per_step, once = chain["per_step"], chain["loop_counted_once"]
+      out["loop_body_counted_once"] = once
+      if once is None:
+        out["flops"] = None
+        out["flops_note"] = "unknown: no XLA count of a Langevin step on this backend"
+      elif once:
         out["flops"] = float(flops_xla) + missing * per_step
-        out["flops_note"] = (f"rolled loop: {missing} Langevin steps of {per_step:.3g} FLOPs "
-                             "added to XLA's count")
+        out["flops_note"] = (f"rolled loop counted once by XLA: {missing} Langevin steps of "
+                             f"{per_step:.3g} FLOPs added to its count")
+      else:
+        out["flops_note"] = "rolled loop counted per trip by XLA: its count as it is"
   return out

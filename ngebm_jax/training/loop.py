@@ -73,8 +73,31 @@ class TrainResult:
   restarts: int = 0  # restarts after divergence, over the whole run (config.max_restarts)
 
 
+ON_CPU = ("run", "warn", "refuse")
+INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
+                "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
+                "'.[cuda12]', '.[tpu]')")
+
+
+def check_backend(config, backend: str | None = None) -> None:
+  """Refuses, or warns about, a config meant for accelerators on a CPU-only JAX (`on_cpu`)."""
+  if config.on_cpu not in ON_CPU:
+    raise ValueError(f"config.on_cpu must be one of {ON_CPU}; got {config.on_cpu!r}.")
+  backend = backend or jax.default_backend()
+  if backend != "cpu" or config.on_cpu == "run":
+    return
+  if config.on_cpu == "refuse":
+    raise ValueError(
+        f"This config is meant for a GPU or TPU, and JAX {jax.__version__} found only the CPU: "
+        f"{INSTALL_HINT}. To run it on the CPU anyway (tests, a trial), add "
+        "--config.on_cpu=run.")
+  logging.warning("This config is meant for a GPU or TPU, and JAX found only the CPU (slow: "
+                  "days for the full recipe). To use an accelerator, %s.", INSTALL_HINT)
+
+
 def validate_config(config, num_devices: int | None = None) -> None:
   """Checks that need no data, so a bad config fails before any long work."""
+  check_backend(config)
   num_devices = num_devices or jax.device_count()
   names = objective_registry.names()
   if config.objective not in names:

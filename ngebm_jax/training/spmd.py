@@ -88,8 +88,11 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
                   max_abs_loss: float = float("inf")):
   """The per-device step: `(state, batch) -> (state, metrics)`, with `axis_name` collectives.
 
-  Gradients are averaged over `axis_name` (under `shard_map` they are already global and the
-  mean leaves them unchanged; under `pmap` it is what makes them global). A step whose loss or
+  One all-reduce of the gradients per step. Under `shard_map` (which tracks what varies over
+  `axis_name`) the replicated parameters are cast to varying once, at the top of the loss, so
+  that every use of them (NG-EBM's penalty has its own) adds into one per-device cotangent, and
+  the transpose of that cast sums it over the devices once: the gradients come out global.
+  Under `pmap` the gradients come out per device and are averaged (`pmean`). A step whose loss or
   gradients are not finite, or whose `|loss|` exceeds `max_abs_loss` (a finite blow-up: JEM's
   code stops at 1e8), is not applied: the state stays as it was (parameters, optimizer state
   and objective state; `commit`, row-wise for an objective's `RowUpdate`), and
@@ -99,10 +102,23 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
   def step(state: TrainState, batch: dict):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    tracked = _varies_over(batch, axis_name)  # shard_map (with its check) rather than pmap
+
+    def loss_of_replicated(params, *args, **kwargs):
+      if not tracked:
+        return loss_fn(params, *args, **kwargs)
+      loss, (metrics, objective_state) = loss_fn(_to_varying(params, axis_name), *args, **kwargs)
+      # A loss that uses the parameters outside its global means (a weight penalty) is now
+      # typed as varying, though equal on every device: its mean over the devices has the same
+      # value and gradient, and the replicated type.
+      loss, metrics = _replicated((loss, metrics), axis_name)
+      return loss, (metrics, objective_state)
+
+    grad_fn = jax.value_and_grad(loss_of_replicated, has_aux=True)
     (loss, (metrics, objective_state)), grads = grad_fn(
         state.params, batch, key, state.objective_state, axis_name, step=state.step)
-    grads = jax.lax.pmean(grads, axis_name)
+    if not tracked:
+      grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.global_norm(grads)
@@ -119,6 +135,31 @@ def train_step_fn(loss_fn, optimizer: optax.GradientTransformation, *, axis_name
     return new_state, metrics
 
   return step
+
+
+def _varies_over(tree, axis_name) -> bool:
+  """Whether JAX tracks `tree`'s leaves as varying over `axis_name` (inside `shard_map`).
+
+  `pmap`, and `shard_map(..., check_vma=False)`, track nothing: there the gradient with respect
+  to a replicated value is per device, where `shard_map` sums it over the devices.
+  """
+  aval = jax.typeof(jax.tree.leaves(tree)[0])  # JAX tracks all of a batch's leaves alike
+  varying = getattr(aval, "vma", None)  # jax < 0.9 calls it `vma`; later `mat.varying`
+  if varying is None:
+    varying = aval.mat.varying
+  return axis_name in varying
+
+
+def _replicated(tree, axis_name):
+  """`tree` with its leaves that vary over `axis_name` (equal on every device) averaged."""
+  return jax.tree.map(
+      lambda a: jax.lax.pmean(a, axis_name) if _varies_over(a, axis_name) else a, tree)
+
+
+def _to_varying(tree, axis_name):
+  if hasattr(jax.lax, "pcast"):
+    return jax.lax.pcast(tree, axis_name, to="varying")
+  return jax.lax.pvary(tree, axis_name)  # jax < 0.8
 
 
 # XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK fusions by default. Their weight-gradient

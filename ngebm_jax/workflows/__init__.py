@@ -10,4 +10,5 @@ call directly): nothing below this package imports it.
   benchmark           step times, memory and FLOPs per objective, and end-to-end races
   salience_study      the five salience measures of trained runs -> a salience report
   focus_study         the focus losses: recipes x seeds, trained, measured, reported
+  gpu_check           a lent accelerator's first check: the benchmark grid, a short run
 """

@@ -34,6 +34,7 @@ import numpy as np
 from absl import logging
 
 from ngebm_jax import data as data_lib
+from ngebm_jax.benchmarking import analytic_flops
 from ngebm_jax.benchmarking import memory_fit
 from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import race
@@ -46,6 +47,7 @@ from ngebm_jax.benchmarking.step_programs import make_variants
 from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
+from ngebm_jax.workflows import launch
 
 # The PyTorch reference's SGLD-EBM steps on a 2-core CPU, as multiples of its baseline step.
 _SGLD_TARGETS = {5: 4.9, 20: 11.9}
@@ -68,8 +70,24 @@ def _model_description(config) -> str:
   return f"{m.name} (width {m.width})"
 
 
+def forward_flops(config, model_fns, params, image_shape) -> dict:
+  """One image's forward FLOPs: XLA's count, and for a Wide-ResNet the hand count beside it."""
+  x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
+  out = {"xla": xla_costs.known_flops(
+      (jax.jit(model_fns.apply_fn).lower(params, x).cost_analysis() or {}).get("flops"))}
+  m = config.model
+  if m.name == "wide_resnet":
+    num_classes = data_lib.dataset_info(config).num_classes
+    out["analytic"] = analytic_flops.wide_resnet_forward_flops(m.depth, m.width, num_classes,
+                                                               image_shape)
+    out["analytic_dense"] = analytic_flops.wide_resnet_forward_flops(
+        m.depth, m.width, num_classes, image_shape, valid=False)
+  return out
+
+
 def _jax_row(program, times: dict, config, per_device_batch: int, image_shape,
-             device_peak: float | None) -> dict:
+             device_peak: float | None, forward: dict | None = None) -> dict:
   v = program.variant
   row = {"name": v.name, "framework": "jax", "objective": v.objective, "sgld_steps": v.sgld_steps,
          "lower_s": program.lower_s, "compile_s": program.compile_s,
@@ -87,8 +105,13 @@ def _jax_row(program, times: dict, config, per_device_batch: int, image_shape,
   if v.objective == "sgld":
     row["sgld_unroll_config"] = v.config.sgld.unroll
     row["sgld_separate_unlabelled_batch"] = bool(v.config.sgld.separate_unlabelled_batch)
-  row["mfu"] = (row["flops"] / row["median_s"] / device_peak
-                if row.get("flops") and device_peak else None)
+  row["mfu"] = xla_costs.mfu(row.get("flops"), row["median_s"], device_peak)
+  if row.get("back_to_back_s"):
+    row["back_to_back_images_per_s"] = config.batch_size / row["back_to_back_s"]
+    row["mfu_back_to_back"] = xla_costs.mfu(row.get("flops"), row["back_to_back_s"], device_peak)
+  if v.objective == "baseline" and forward and forward.get("analytic"):
+    row["flops_analytic"] = per_device_batch * analytic_flops.baseline_step_flops(
+        forward["analytic"])
   return row
 
 
@@ -234,16 +257,18 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     if peer is None:
       logging.warning("No PyTorch peer: %s. Timing our steps alone.", peer_info["reason"])
   dtype = config.model.dtype
-  device_peak = (xla_costs.peak_flops(env["device_kind"], dtype) if env["backend"] != "cpu"
-                 else None)
+  peak = xla_costs.peak(env["device_kind"], dtype) if env["backend"] != "cpu" else None
+  device_peak = peak["flops"] if peak else None
   per_device_batch = config.batch_size // mesh.size
+  forward = (forward_flops(config, programs[0].model_fns, programs[0].params_template,
+                           info.image_shape) if programs else None)
   rows, comps = [], None
   try:
     timings = (timing.step_benchmark(programs, batches, steps=steps, warmup=warmup,
                                      devices=mesh.local_devices, peer=peer) if programs else [])
     for program, times in zip(programs, timings):
       rows.append(_jax_row(program, times, config, per_device_batch, info.image_shape,
-                           device_peak))
+                           device_peak, forward))
       if "pytorch" in times:
         rows.append(_pytorch_row(program, times, config.batch_size))
     ratios = _add_ratios(rows)
@@ -280,6 +305,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                 "dtype": dtype, "dataset": config.dataset.name,
                 "optimizer": config.optimizer.to_dict(), "steps": int(steps),
                 "warmup": int(warmup), "device_peak_flops": device_peak,
+                "device_peak": peak, "forward_flops_per_image": forward,
                 "objectives_requested": list(objective_names),
                 "sgld_steps": [int(k) for k in sgld_steps],
                 "ngebm_grad_modes": list(ngebm_grad_modes),
@@ -323,8 +349,13 @@ def run_and_report(config, output: str, *, batch_sizes: Sequence[int] = (),
   """
   settings = [(b, d) for b in (batch_sizes or [config.batch_size])
               for d in (dtypes or [config.model.dtype])]
+  loop.check_backend(config)  # before the cache folder is made
+  # Compiled steps are cached: a second run (or the same step in the next setting's race) loads
+  # them; `compile_s` is then the load time, and the report says that the cache was on.
+  cache = launch.use_compilation_cache(config.compilation_cache_dir, output)
   if len(settings) == 1 and not batch_sizes and not dtypes:
     results = run(config, **run_kwargs)
+    results["environment"]["compilation_cache"] = cache
     report.write_report(results, output)
     return [results]
   all_results = []
@@ -336,6 +367,7 @@ def run_and_report(config, output: str, *, batch_sizes: Sequence[int] = (),
     kwargs = dict(run_kwargs, profile_dir=(os.path.join(profile_dir, f"b{batch_size}_{dtype}")
                                            if profile_dir else None))
     results = run(c, **kwargs)
+    results["environment"]["compilation_cache"] = cache
     report.write_report(results, os.path.join(output, f"b{batch_size}_{dtype}"))
     all_results.append(results)
   report.write_grid_report(all_results, output)
