@@ -181,11 +181,35 @@ def has_config(workdir: str | os.PathLike) -> bool:
   return (workdir_path(workdir) / CONFIG_FILE).exists()
 
 
+def has_saved_step(workdir: str | os.PathLike) -> bool:
+  """Whether `workdir` holds a saved step (a train state or best parameters) to protect.
+
+  Orbax writes a step under a temporary name and renames it to the step number when it is
+  complete, so only folders named by a number count.
+  """
+  path = workdir_path(workdir)
+  return any(child.name.isdigit() for series in ("checkpoints", "best")
+             if (path / series).is_dir() for child in (path / series).iterdir())
+
+
+# Fields declared after ngebm_jax 0.1.0, with the value a run saved without them ran with: a
+# config read back has them, so it resumes and evaluates as the run was made.
+FIELDS_ADDED = {
+    ("dataset", "split_seed"): 1234,   # the validation split's seed was fixed
+    ("eval", "refine_steps"): 0,       # the paper protocol had no refinement step
+    ("eval", "refine_noise_std"): 0.01,
+}
+
+
 def load_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
   path = workdir_path(workdir) / CONFIG_FILE
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  values = json.loads(path.read_text())
+  for (block, field), value in FIELDS_ADDED.items():
+    if block in values:
+      values[block].setdefault(field, value)
+  return ml_collections.ConfigDict(values)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict:

@@ -31,6 +31,9 @@ from absl import logging
 import jax
 import numpy as np
 
+import ml_collections
+
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import evaluators as evaluators_lib
@@ -71,6 +74,22 @@ def eval_options(config, overrides: Mapping[str, Any] | None = None
     if name in values:
       values[name] = tuple(values[name])
   return evaluators_lib.EvalOptions(**values)
+
+
+def check_settings(config, overrides: Mapping[str, Any] | None = None) -> None:
+  """Raises ValueError on a setting of the evaluation that is not allowed: the run's config with
+  the caller's `overrides` in place (`config_validation`), before anything is read or written."""
+  overrides = dict(overrides or {})
+  eval_options(config, overrides)  # unknown settings, EvalOptions' own checks
+  checked = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+  for name, value in overrides.items():
+    if name == "data_dir":
+      checked.dataset.data_dir = os.fspath(value)
+    elif name in checked.eval:
+      checked.eval[name] = tuple(value) if isinstance(value, list) else value
+  config_validation.validate_model(checked)
+  config_validation.validate_dataset(checked)
+  config_validation.validate_evaluation(checked)
 
 
 def _describe_model(config) -> str:
@@ -221,6 +240,10 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
   """
   if not workdirs:
     raise ValueError("give at least one workdir.")
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+  for workdir in workdirs:  # every run's settings checked before the first is evaluated
+    check_settings(ckpt_lib.load_config(workdir), overrides)
   results = {}
   for name, workdir in zip(run_names(workdirs, names), workdirs):
     results[name] = evaluate_workdir(
@@ -233,4 +256,4 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
   return written
 
 
-__all__ = ["SPLITS", "eval_options", "evaluate_workdir", "evaluate_workdirs", "run_names"]
+__all__ = ["SPLITS", "check_settings", "eval_options", "evaluate_workdir", "evaluate_workdirs", "run_names"]
