@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import inference
