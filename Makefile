@@ -1,6 +1,7 @@
 # The two set-up commands of the README: `make demo` and `make test`. Each creates .venv
-# (Python 3.11) if it is missing and installs the package into it.
-PYTHON ?= python3.11
+# if it is missing and installs the package into it, with the newest Python >= 3.11 on the
+# PATH (python3.13, 3.12, then 3.11); `make test PYTHON=/path/to/python3` chooses another.
+PYTHON ?= $(or $(firstword $(foreach p,python3.13 python3.12 python3.11,$(shell command -v $(p) 2>/dev/null))),python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

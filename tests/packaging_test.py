@@ -66,5 +66,16 @@ def test_python_and_jax_ranges():
   for accelerator in ("cuda12", "cuda13", "tpu"):
     assert _names(extras[accelerator]) == ["jax"]
     assert f"jax[{accelerator}]>=0.7.0,<0.13" in extras[accelerator]
+  # requirements-gpu.txt installs the package itself with its CUDA extra, so that `pip install
+  # -r` brings flax, optax and orbax too, not jax alone.
   with open(os.path.join(ROOT, "requirements-gpu.txt")) as f:
-    assert "jax[cuda13]>=0.7.0,<0.13" in f.read()
+    lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+  assert lines == ["-e .[cuda13]"]
+
+
+def test_license_file_matches_setup_cfg():
+  assert _setup_cfg()["metadata"]["license"] == "Apache-2.0"
+  with open(os.path.join(ROOT, "LICENSE")) as f:
+    text = f.read()
+  assert "Apache License" in text and "Version 2.0, January 2004" in text
+  assert "END OF TERMS AND CONDITIONS" in text  # the full text, not a pointer to it
