@@ -66,6 +66,9 @@ class EvalOptions:
     binary_search_steps: the "paper" search's growth and bisection steps (foolbox: 20).
     noise_copies: noisy copies the attacked model averages in the "paper" protocol (5); their
       noise is `noise_std` for L-inf and 0 for L2, as in the reference.
+    refine_steps: "paper" protocol: SGLD steps on log p~(x) that refine each copy before it is
+      classified (the reference's `--n_steps_refine 1`; `robustness.refine`); 0: none.
+    refine_noise_std: std of their Langevin noise, model units (the reference's 0.01).
   """
   noise_std: float = 0.03
   batch_size: int = 100
@@ -79,6 +82,8 @@ class EvalOptions:
   robustness_protocol: str = "fixed_epsilon"
   binary_search_steps: int = 20
   noise_copies: int = robustness.PAPER_NUM_COPIES
+  refine_steps: int = robustness.PAPER_REFINE_STEPS
+  refine_noise_std: float = robustness.PAPER_REFINE_NOISE_STD
 
   def __post_init__(self):
     if not (np.isfinite(self.noise_std) and self.noise_std >= 0):
@@ -90,6 +95,12 @@ class EvalOptions:
       value = getattr(self, name)
       if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if isinstance(self.refine_steps, bool) or int(self.refine_steps) != self.refine_steps or (
+        self.refine_steps < 0):
+      raise ValueError(f"refine_steps must be an integer >= 0; got {self.refine_steps!r}.")
+    if not (np.isfinite(self.refine_noise_std) and self.refine_noise_std >= 0):
+      raise ValueError(f"refine_noise_std must be a finite number >= 0; got "
+                       f"{self.refine_noise_std}.")
     n = self.robustness_num_examples
     if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
       raise ValueError(f"robustness_num_examples must be a positive integer or None; got {n!r}.")
@@ -370,7 +381,8 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
       found = robustness.minimal_epsilons(
           inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, num_steps=opts.pgd_steps,
           binary_search_steps=opts.binary_search_steps, num_copies=opts.noise_copies,
-          noise_std=sigma, batch_size=opts.batch_size)
+          noise_std=sigma, batch_size=opts.batch_size, refine_steps=opts.refine_steps,
+          refine_noise_std=opts.refine_noise_std)
       min_eps = found["epsilons"]
       fooled = np.isfinite(min_eps) & found["clean_correct"]
       out[norm] = dict(
@@ -380,7 +392,10 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
           clean_accuracy=float(np.mean(found["clean_correct"])),
           median_minimal_epsilon=float(np.median(min_eps[fooled])) if fooled.any() else None,
           never_fooled=int(np.sum(found["clean_correct"] & ~np.isfinite(min_eps))),
-          attack_noise_std=sigma, noise_copies=int(opts.noise_copies) if sigma > 0 else 1)
+          attack_noise_std=sigma, refine_steps=int(opts.refine_steps),
+          refine_noise_std=float(opts.refine_noise_std),
+          noise_copies=int(opts.noise_copies) if sigma > 0 or (
+              opts.refine_steps > 0 and opts.refine_noise_std > 0) else 1)
       plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
     else:
       acc = robustness.robust_accuracy(
