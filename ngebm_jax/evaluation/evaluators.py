@@ -363,9 +363,7 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
   `out[norm]` has `epsilons` and `accuracy`, plotted as a curve per norm.
   """
   opts = inputs.options
-  n = inputs.images.shape[0]
-  if opts.robustness_num_examples is not None:
-    n = min(n, int(opts.robustness_num_examples))
+  n = attacked_examples(inputs)
   x, y = inputs.images[:n], inputs.labels[:n]
   out = dict(protocol=opts.robustness_protocol, num_examples=int(n),
              num_steps=int(opts.pgd_steps),
@@ -416,6 +414,62 @@ EVALUATORS: dict[str, Callable[[EvalInputs, str], dict]] = {
     "ood": evaluate_ood,
     "robustness": evaluate_robustness,
 }
+
+
+def attacked_examples(inputs: EvalInputs) -> int:
+  """How many test images the robustness evaluator attacks: the first
+  `options.robustness_num_examples` of `inputs.images` (which `max_examples` already caps)."""
+  n = int(inputs.images.shape[0])
+  limit = inputs.options.robustness_num_examples
+  return n if limit is None else min(n, int(limit))
+
+
+def evaluation_plan(names: Sequence[str], inputs: EvalInputs) -> dict[str, dict]:
+  """What each named evaluator will compute, before it starts: images, sets, epsilons, steps.
+
+  The robustness entry gives the attack's size: images x epsilons x PGD steps (fixed-epsilon
+  protocol), or images x at most `2 * binary_search_steps` tries x PGD steps (paper protocol,
+  each try on `noise_copies` refined copies).
+  """
+  opts = inputs.options
+  n = int(inputs.images.shape[0])
+  plan = {}
+  for name in names:
+    if name == "classification":
+      plan[name] = dict(images=n)
+    elif name == "calibration":
+      v = inputs.validation_images
+      plan[name] = dict(images=n, validation_images=0 if v is None else int(v.shape[0]))
+    elif name == "ood":
+      plan[name] = dict(images=n, scores=list(opts.ood_scores),
+                        ood_sets={k: int(v.shape[0]) for k, v in inputs.ood_images.items()})
+    elif name == "robustness":
+      entry = dict(images=attacked_examples(inputs), protocol=opts.robustness_protocol,
+                   pgd_steps=int(opts.pgd_steps),
+                   epsilons={norm: len(opts.epsilons.get(norm, robustness.DEFAULT_EPSILONS[norm]))
+                             for norm in opts.robustness_norms})
+      if opts.robustness_protocol == "paper":
+        entry.update(max_tries=2 * int(opts.binary_search_steps),
+                     noise_copies=int(opts.noise_copies), refine_steps=int(opts.refine_steps))
+      plan[name] = entry
+    else:
+      plan[name] = {}
+  return plan
+
+
+def describe_plan(plan: Mapping[str, Mapping[str, Any]]) -> str:
+  """One line per evaluator of `evaluation_plan`, for the log."""
+  lines = []
+  for name, entry in plan.items():
+    if name == "robustness":
+      eps = ", ".join(f"{norm}: {k} epsilons" for norm, k in entry["epsilons"].items())
+      per = (f"{entry['pgd_steps']} PGD steps per epsilon" if entry["protocol"] != "paper" else
+             f"up to {entry['max_tries']} searches of {entry['pgd_steps']} PGD steps on "
+             f"{entry['noise_copies']} copies, {entry['refine_steps']} refinement step(s)")
+      lines.append(f"robustness ({entry['protocol']}): {entry['images']} images; {eps}; {per}")
+    else:
+      lines.append(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
+  return "\n  ".join(lines)
 
 
 def run_evaluators(names: Sequence[str], inputs: EvalInputs, output_dir: str) -> dict:

@@ -181,9 +181,10 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       apply_fn=lambda p, x: fns.apply_fn(p, x), params=params, images=images, labels=labels,
       ood_images={k: pipeline.to_model_space(v) for k, v in ood_sets.items()},
       key=jax.random.key(int(seed or 0)), options=options, split=split, **validation)
-  logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s with %s.", workdir,
+  plan = evaluators_lib.evaluation_plan(names, inputs)
+  logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s. Plan:\n  %s", workdir,
                config.dataset.name, config.objective, len(labels), split, sorted(ood_sets),
-               names)
+               evaluators_lib.describe_plan(plan))
   plot_dir = output_dir if jax.process_index() == 0 else tempfile.mkdtemp()
   figures = evaluators_lib.run_evaluators(names, inputs, plot_dir)
   figures["meta"] = dict(
@@ -194,6 +195,7 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       model=_describe_model(config),
       num_params=int(sum(np.size(a) for a in jax.tree.leaves(params))),
       evaluators=names,
+      plan=plan,
       ood_sets=list(ood_sets),
       ood_missing=ood_missing,
       data_dir=config.dataset.data_dir,
