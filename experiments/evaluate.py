@@ -33,7 +33,7 @@ _EVALUATORS = flags.DEFINE_list("evaluators", None, "Evaluators to run (default:
                                 "config.eval.evaluators): classification, calibration, ood, "
                                 "robustness.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Use only the first N test images "
-                                     "and N images of each OOD set.")
+                                     "and N images of each OOD set; PGD attacks at most N.")
 _OOD_SETS = flags.DEFINE_list(
     "ood_sets", None, "OOD sets to evaluate, e.g. svhn,cifar100,celeba,interp,uniform,constant "
     "(default: each run's config.eval.ood_sets, else every set of the protocol that is "
