@@ -17,6 +17,7 @@ A workdir is a local path or a URI (`gs://bucket/run`): every path here is an `e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -37,6 +38,40 @@ CONFIG_FILE = "config.json"
 def is_uri(path: str | os.PathLike) -> bool:
   """Whether `path` names remote storage (`gs://bucket/run`, `s3://...`), not a local path."""
   return "://" in os.fspath(path)
+
+
+# What etils.epath reads and writes a URI scheme with, and the package extra that installs it.
+STORAGE_EXTRAS = {"gs": ("gcsfs", "gcs")}
+
+
+class MissingStorageBackendError(ModuleNotFoundError):
+  """A URI's storage has no backend installed; the message names the extra that installs it."""
+
+
+def _storage_backend_installed(scheme: str) -> bool:
+  """Whether epath can reach `scheme://`: its fsspec module, or TensorFlow (epath's tf
+  backend)."""
+  from etils.epath import gpath  # pylint: disable=g-import-not-at-top
+  module = STORAGE_EXTRAS[scheme][0]
+  return gpath._is_tf_installed() or importlib.util.find_spec(module) is not None  # pylint: disable=protected-access
+
+
+def require_storage_backend(path: str | os.PathLike) -> None:
+  """Raises `MissingStorageBackendError`, before anything is written, when `path` is a URI
+  (`gs://bucket/run`) whose storage backend is not installed.
+
+  Without it, etils.epath fails on the first write with an error that reads like a permission
+  problem. Checkpoints, metrics, reports and TensorBoard events all go through epath, so the
+  one backend serves them all (`metric_writer` routes tensorboardX's events through it).
+  """
+  text = os.fspath(path)
+  scheme = text.split("://", 1)[0] if is_uri(text) else None
+  if scheme in STORAGE_EXTRAS and not _storage_backend_installed(scheme):
+    module, extra = STORAGE_EXTRAS[scheme]
+    raise MissingStorageBackendError(
+        f"{text} is on {scheme}:// storage, which needs {module} (or TensorFlow), and neither is "
+        f"installed. Install it with: pip install 'ngebm_jax[{extra}]' (from a checkout: "
+        f"pip install -e '.[{extra}]').")
 
 
 def workdir_path(workdir: str | os.PathLike) -> epath.Path:

@@ -76,6 +76,7 @@ class TrainResult:
 
 def _check_writable(workdir) -> None:
   """Creates `workdir` (a local path or a URI) and writes a file into it, or raises."""
+  ckpt_lib.require_storage_backend(workdir)  # names the extra a gs:// workdir needs
   try:
     path = ckpt_lib.workdir_path(workdir)
     path.mkdir(parents=True, exist_ok=True)

@@ -244,7 +244,9 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
     raise ValueError("give at least one workdir.")
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+  ckpt_lib.require_storage_backend(output_dir)  # a gs:// report names the extra it needs
   for workdir in workdirs:  # every run's settings checked before the first is evaluated
+    ckpt_lib.require_storage_backend(workdir)
     check_settings(ckpt_lib.load_config(workdir), overrides)
   results = {}
   for name, workdir in zip(run_names(workdirs, names), workdirs):
