@@ -478,7 +478,11 @@ def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
   sets, missing = ood.ood_sources("cifar10", eval_dir)  # celeba is not prepared
   assert sorted(sets) == ["cifar100", "svhn"]
   assert missing == {"celeba": "python -m experiments.prepare_data --dataset=celeb_a "
-                               f"--data_dir={eval_dir}"}
+                               f"--data_dir={eval_dir} --archive=img_align_celeba.zip "
+                               "--archive=list_eval_partition.txt "
+                               "--archive=list_attr_celeba.txt "
+                               "--archive=list_landmarks_align_celeba.txt "
+                               "--archive=identity_CelebA.txt"}
   assert len(sets["svhn"]) == 30 and len(sets["cifar100"]) == NUM_TEST
   for source in sets.values():
     item = source[0]
