@@ -20,9 +20,6 @@ from ngebm_jax import focus as focus_lib
 from ngebm_jax import models
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax.data import ood as ood_data
-from ngebm_jax.evaluation import evaluators as evaluators_lib
-from ngebm_jax.evaluation import ood as ood_scores
-from ngebm_jax.evaluation import robustness
 from ngebm_jax.training import objective_registry
 
 MODEL_DTYPES = ("float32", "bfloat16")
@@ -144,6 +141,13 @@ def validate_dataset(config) -> None:
 
 def validate_evaluation(config) -> None:
   """`config.eval`: evaluator names, OOD sets and scores, attack protocol and sizes."""
+  # Imported here: the training loop imports this module, and the evaluators (matplotlib) are
+  # not its to load.
+  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.evaluation import evaluators as evaluators_lib
+  from ngebm_jax.evaluation import ood as ood_scores
+  from ngebm_jax.evaluation import robustness
+  # pylint: enable=g-import-not-at-top
   e = config.eval
   _subset_of("eval.evaluators", e.evaluators, tuple(evaluators_lib.EVALUATORS))
   _subset_of("eval.ood_scores", e.ood_scores, ood_scores.SCORE_NAMES)
