@@ -72,6 +72,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict:
   Returns the test results, or `{"preempted": True, ...}` when a signal stopped training.
   """
   config_validation.validate_config(config, len(devices) if devices is not None else None)
+  ckpt_lib.require_storage_backend(workdir)  # a gs:// workdir names the extra it needs
   launch.use_compilation_cache(config.compilation_cache_dir, workdir)
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
