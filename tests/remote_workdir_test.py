@@ -26,6 +26,7 @@ from ngebm_jax.evaluation import report
 from ngebm_jax.training import checkpoints
 from ngebm_jax.training import loop
 from ngebm_jax.training import metric_writer
+from ngebm_jax.workflows import train_and_evaluate
 
 RUN = "gs://bucket/runs/ngebm"
 
@@ -112,6 +113,8 @@ def test_a_bucket_without_its_backend_fails_at_start_naming_the_extra(monkeypatc
   with pytest.raises(checkpoints.MissingStorageBackendError,
                      match=r"needs gcsfs .*pip install 'ngebm_jax\[gcs\]'"):
     loop.train(config, RUN)
+  with pytest.raises(checkpoints.MissingStorageBackendError, match=r"ngebm_jax\[gcs\]"):
+    train_and_evaluate.train_and_evaluate(config, RUN)  # what experiments.train runs
   checkpoints.require_storage_backend("/a/local/run")  # local paths need nothing
   checkpoints.require_storage_backend("s3://bucket/run")  # other stores: epath's own message
   assert os.listdir(tmp_path) == []
