@@ -154,8 +154,9 @@ def make_svhn(seed: int, n: int):
 
 def write_official_archives(folder, *, per_batch: int = PER_BATCH, num_test: int = NUM_TEST,
                             num_svhn: int = 40, seed: int = 0) -> dict[str, str]:
-  """Writes `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, `train_32x32.mat` and
-  `test_32x32.mat` (random images, official layouts) into `folder`; returns name -> path."""
+  """Writes `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, `train_32x32.mat`,
+  `test_32x32.mat` and CelebA's five files (6 faces: 3 train, 1 validation, 2 test) (random
+  images, official layouts) into `folder`; returns name -> path."""
   os.makedirs(folder, exist_ok=True)
   out = {}
   for offset, (name, writer, file) in enumerate((
@@ -166,6 +167,8 @@ def write_official_archives(folder, *, per_batch: int = PER_BATCH, num_test: int
   for offset, file in enumerate(("train_32x32.mat", "test_32x32.mat")):
     out[file] = write_svhn_mat(os.path.join(folder, file), *make_svhn(seed + 2 + offset,
                                                                       num_svhn))
+  for path in write_celeba(folder, [0, 0, 1, 2, 0, 2], seed=seed + 4)["paths"]:
+    out[os.path.basename(path)] = path
   return out
 
 
