@@ -107,7 +107,8 @@ def _optimizer_and_loop(config, num_devices: int) -> None:
     _number("optimizer.decay_epochs (each)", e, low=0)
 
   _number("batch_size", config.batch_size, low=1, integer=True)
-  for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
+  for name, size in (("batch_size", config.batch_size),
+                     ("eval.batch_size", config.eval.batch_size)):
     if size % num_devices:
       raise ValueError(f"config.{name} ({size}) must be divisible by the number of devices "
                        f"({num_devices}).")

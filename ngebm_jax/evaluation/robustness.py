@@ -30,9 +30,9 @@ run that stops at its first adversarial iterate, with the step a fixed fraction 
 epsilon), against the model that averages the logits of 5 noisy copies of its input (sigma 0.03
 for L-inf, 0 for L2, fresh noise at each call), each copy first refined by one SGLD step on
 log p~(x) (`--n_steps_refine 1`, Langevin noise 0.01; `refine`), with the attack's gradients
-passed straight through that step, as the reference's are. Accuracy at epsilon is then the fraction of the
-N images whose smallest successful epsilon exceeds it (misclassified images count as 0), the
-curve the reference plots.
+passed straight through that step, as the reference's are. Accuracy at epsilon is then the
+fraction of the N images whose smallest successful epsilon exceeds it (misclassified images
+count as 0), the curve the reference plots.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def _storage_backend_installed(scheme: str) -> bool:
   backend)."""
   from etils.epath import gpath  # pylint: disable=g-import-not-at-top
   module = STORAGE_EXTRAS[scheme][0]
-  return gpath._is_tf_installed() or importlib.util.find_spec(module) is not None  # pylint: disable=protected-access
+  tf_backend = gpath._is_tf_installed()  # pylint: disable=protected-access
+  return tf_backend or importlib.util.find_spec(module) is not None
 
 
 def require_storage_backend(path: str | os.PathLike) -> None:

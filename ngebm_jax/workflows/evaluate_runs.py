@@ -260,4 +260,5 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
   return written
 
 
-__all__ = ["SPLITS", "check_settings", "eval_options", "evaluate_workdir", "evaluate_workdirs", "run_names"]
+__all__ = ["SPLITS", "check_settings", "eval_options", "evaluate_workdir", "evaluate_workdirs",
+           "run_names"]
