@@ -1,6 +1,8 @@
 # The two set-up commands of the README: `make demo` and `make test`. Each creates .venv
-# (Python 3.11) if it is missing and installs the package into it.
-PYTHON ?= python3.11
+# if it is missing and installs the package into it, with the newest Python >= 3.11 on the
+# PATH (python3.13, 3.12, 3.11, then python3); `make test PYTHON=/path/to/python3` chooses another.
+# A candidate counts only if it runs (a pyenv shim for a version that is not selected does not).
+PYTHON ?= $(or $(firstword $(foreach p,python3.13 python3.12 python3.11 python3,$(if $(shell $(p) -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1 && echo ok),$(p)))),python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

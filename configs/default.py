@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
       name="embedded",   # "embedded", "focus_task", "cifar10", "cifar100", "svhn_cropped"
       data_dir=config_dict.placeholder(str),  # TFDS data_dir; unset: ~/tensorflow_datasets
       seed=0,            # procedural data only: generator seed
+      # TFDS data: seed of the recipe's validation split (5,000 training images held out;
+      # JEM's code draws them with seed 1234, see ngebm_jax/data/tfds_sources.py).
+      split_seed=1234,
       # Training examples: procedural data generates this many; a TFDS dataset takes the first
       # num_train of the recipe's 45,000-image training split (-1: all of it).
       num_train=10_000,
@@ -121,7 +124,9 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=500,
       seed=0,            # keys of the evaluation: test-time noise per split, PGD starts
       num_bins=20,       # ECE and reliability-diagram bins
-      max_examples=config_dict.placeholder(int),  # first N test / OOD images; unset: all
+      # First N test / OOD images, and at most N attacked images (robustness_num_examples
+      # caps them further); unset: all. The one knob that sizes every evaluator.
+      max_examples=config_dict.placeholder(int),
       ood_sets=(),       # OOD sets to evaluate; empty: every one that is prepared
       ood_strict=False,  # True: a chosen OOD set that is not prepared is an error, not skipped
       ood_scores=("log_density", "max_softmax", "approximate_mass"),
@@ -133,6 +138,11 @@ def get_config() -> ml_collections.ConfigDict:
       robustness_protocol="fixed_epsilon",
       binary_search_steps=20,
       noise_copies=5,
+      # "paper" protocol: SGLD steps (gradient of log p~(x), step 1, plus noise of this std)
+      # refining each noisy copy before it is classified, as the reference's attack commands
+      # (--n_steps_refine 1, its sgld_sigma 0.01); 0: no refinement.
+      refine_steps=1,
+      refine_noise_std=0.01,
       pgd_steps=40,
       pgd_step_size=config_dict.placeholder(float),  # pixel units; unset: 2.5 eps / steps
       epsilons_linf=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255, 22 / 255,

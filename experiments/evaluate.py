@@ -33,7 +33,7 @@ _EVALUATORS = flags.DEFINE_list("evaluators", None, "Evaluators to run (default:
                                 "config.eval.evaluators): classification, calibration, ood, "
                                 "robustness.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Use only the first N test images "
-                                     "and N images of each OOD set.")
+                                     "and N images of each OOD set; PGD attacks at most N.")
 _OOD_SETS = flags.DEFINE_list(
     "ood_sets", None, "OOD sets to evaluate, e.g. svhn,cifar100,celeba,interp,uniform,constant "
     "(default: each run's config.eval.ood_sets, else every set of the protocol that is "
@@ -51,6 +51,10 @@ _PGD_STEP_SIZE = flags.DEFINE_float("pgd_step_size", None, "PGD step in [0, 1] p
                                     "(default 2.5 * eps / steps).")
 _ROBUST_N = flags.DEFINE_integer("robustness_num_examples", None, "Test images attacked "
                                  "(default 1000).")
+_REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "Paper protocol: SGLD steps refining "
+                                     "each attacked copy (default: the run's config.eval, 1).")
+_REFINE_NOISE = flags.DEFINE_float("refine_noise_std", None, "Paper protocol: Langevin noise of "
+                                   "the refinement steps (default: the run's config.eval, 0.01).")
 _EPS_LINF = flags.DEFINE_list("epsilons_linf", None, "L-inf epsilons in [0, 1] pixel units; "
                               "'8/255' is accepted.")
 _EPS_L2 = flags.DEFINE_list("epsilons_l2", None, "L2 epsilons in [0, 1] pixel units.")
@@ -81,7 +85,8 @@ def main(argv):
       ood_strict=_OOD_STRICT.value, data_dir=_DATA_DIR.value,
       noise_std=_NOISE_STD.value, batch_size=_BATCH_SIZE.value, num_bins=_NUM_BINS.value,
       pgd_steps=_PGD_STEPS.value, pgd_step_size=_PGD_STEP_SIZE.value,
-      robustness_num_examples=_ROBUST_N.value, epsilons_linf=_epsilons(_EPS_LINF.value),
+      robustness_num_examples=_ROBUST_N.value, refine_steps=_REFINE_STEPS.value,
+      refine_noise_std=_REFINE_NOISE.value, epsilons_linf=_epsilons(_EPS_LINF.value),
       epsilons_l2=_epsilons(_EPS_L2.value), seed=_SEED.value)
   written = evaluate_runs.evaluate_workdirs(
       _WORKDIR.value, _OUTPUT.value, names=_NAME.value, split=_SPLIT.value,

@@ -1,4 +1,4 @@
-"""Prepares a real dataset in a TFDS data_dir, so training and evaluation can read it offline.
+r"""Prepares a real dataset in a TFDS data_dir, so training and evaluation can read it offline.
 
 With internet (TFDS's own download_and_prepare; needs TensorFlow: pip install tensorflow-cpu):
 
@@ -12,14 +12,24 @@ Offline, without TensorFlow, from the official files downloaded by hand:
       --archive=cifar-100-python.tar.gz           # or cifar-100-binary.tar.gz
   python -m experiments.prepare_data --dataset=svhn_cropped --data_dir=DIR \
       --archive=train_32x32.mat --archive=test_32x32.mat   # extra_32x32.mat optional
+  python -m experiments.prepare_data --dataset=celeb_a --data_dir=DIR \
+      --archive=img_align_celeba.zip --archive=list_eval_partition.txt \
+      --archive=list_attr_celeba.txt --archive=list_landmarks_align_celeba.txt \
+      --archive=identity_CelebA.txt
 
-Files: https://www.cs.toronto.edu/~kriz/cifar.html, http://ufldl.stanford.edu/housenumbers/.
+Files: https://www.cs.toronto.edu/~kriz/cifar.html, http://ufldl.stanford.edu/housenumbers/,
+https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (CelebA: the aligned and cropped images'
+zip, the evaluation partition, and the attribute, landmark and identity lists that TFDS's
+celeb_a features hold).
 The result is the dataset TFDS itself writes (same name, version, features, splits, record
 order), stored as array_record and read with `tfds.data_source(name, data_dir=DIR)`. Archives are
 verified first (members, shapes, label ranges and, with --strict, the official counts); a corrupt
 or truncated one is refused with a message saying what is wrong, and nothing is written.
-CelebA (an OOD set) is prepared only through TFDS (`--dataset=celeb_a`, optionally
-`--manual_dir` holding its files). A dataset already prepared in DIR is left as it is.
+CelebA is an OOD set of the evaluation: its test split (19,962 faces of 218x178) is read
+center-cropped to 178x178 (rows 20 to 197) and resized to 32x32 with Pillow's antialiased
+bilinear filter. JEM's evaluation code resized with torchvision's `Resize(32)`, which keeps the
+aspect ratio (39x32 images, no crop), on an image folder of its own. A dataset already
+prepared in DIR is left as it is.
 The library behind it is `ngebm_jax.data.prepare`.
 """
 
@@ -33,8 +43,8 @@ _DATASET = flags.DEFINE_enum("dataset", None, list(prepare.TFDS_DATASETS),
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to prepare it in.")
 _ARCHIVE = flags.DEFINE_multi_string(
     "archive", [], "Official archive file(s) for the offline import, without TensorFlow: CIFAR's "
-    "python or binary .tar.gz; SVHN's train_32x32.mat / test_32x32.mat / extra_32x32.mat "
-    "(repeat the flag). Without it, TFDS downloads the dataset.")
+    "python or binary .tar.gz; SVHN's train_32x32.mat / test_32x32.mat / extra_32x32.mat; "
+    "CelebA's five files (repeat the flag). Without it, TFDS downloads the dataset.")
 _STRICT = flags.DEFINE_bool(
     "strict", True, "Also require the official example counts of the archive (--nostrict "
     "accepts small archives in the official format, e.g. for tests).")

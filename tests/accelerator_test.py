@@ -11,7 +11,7 @@ import pytest
 from configs import benchmark_gpu
 from configs import cifar10_ngebm
 from configs import smoke
-from ngebm_jax.training import loop
+from ngebm_jax import config_validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,20 +59,20 @@ def test_an_explicit_accel_is_checked():
 def test_accelerator_configs_refuse_the_cpu_with_the_install_command():
   config = benchmark_gpu.get_config()
   with pytest.raises(ValueError, match=r"only the CPU.*make gpu-check.*--config.on_cpu=run"):
-    loop.check_backend(config, "cpu")
-  loop.check_backend(config, "gpu")
+    config_validation.check_backend(config, "cpu")
+  config_validation.check_backend(config, "gpu")
   config.on_cpu = "run"  # the override
-  loop.check_backend(config, "cpu")
+  config_validation.check_backend(config, "cpu")
   config.on_cpu = "sometimes"
   with pytest.raises(ValueError, match="config.on_cpu must be one of"):
-    loop.check_backend(config, "gpu")
+    config_validation.check_backend(config, "gpu")
 
 
 def test_paper_recipes_warn_on_the_cpu_and_run(caplog):
-  loop.check_backend(cifar10_ngebm.get_config(), "cpu")
+  config_validation.check_backend(cifar10_ngebm.get_config(), "cpu")
   assert "meant for a GPU or TPU" in caplog.text
   caplog.clear()
-  loop.check_backend(smoke.get_config(), "cpu")
+  config_validation.check_backend(smoke.get_config(), "cpu")
   assert not caplog.text
 
 

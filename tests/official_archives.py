@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import tarfile
+import zipfile
 
 import numpy as np
 import scipy.io
@@ -153,8 +154,9 @@ def make_svhn(seed: int, n: int):
 
 def write_official_archives(folder, *, per_batch: int = PER_BATCH, num_test: int = NUM_TEST,
                             num_svhn: int = 40, seed: int = 0) -> dict[str, str]:
-  """Writes `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, `train_32x32.mat` and
-  `test_32x32.mat` (random images, official layouts) into `folder`; returns name -> path."""
+  """Writes `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, `train_32x32.mat`,
+  `test_32x32.mat` and CelebA's five files (6 faces: 3 train, 1 validation, 2 test) (random
+  images, official layouts) into `folder`; returns name -> path."""
   os.makedirs(folder, exist_ok=True)
   out = {}
   for offset, (name, writer, file) in enumerate((
@@ -165,4 +167,78 @@ def write_official_archives(folder, *, per_batch: int = PER_BATCH, num_test: int
   for offset, file in enumerate(("train_32x32.mat", "test_32x32.mat")):
     out[file] = write_svhn_mat(os.path.join(folder, file), *make_svhn(seed + 2 + offset,
                                                                       num_svhn))
+  for path in write_celeba(folder, [0, 0, 1, 2, 0, 2], seed=seed + 4)["paths"]:
+    out[os.path.basename(path)] = path
   return out
+
+
+# CelebA's column names, as the official list files and TFDS's celeb_a builder spell them.
+CELEBA_LANDMARKS = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x "
+                    "leftmouth_y rightmouth_x rightmouth_y").split()
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
+    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
+    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young").split()
+
+
+def celeba_face(colour, seed: int) -> np.ndarray:
+  """A 218x178 'aligned face': a plain central 178x178 square, noisy bands above and below."""
+  rng = np.random.default_rng(seed)
+  face = np.empty((218, 178, 3), np.uint8)
+  face[:] = colour
+  face[:20] = rng.integers(0, 256, (20, 178, 3))
+  face[198:] = rng.integers(0, 256, (20, 178, 3))
+  return face
+
+
+def jpeg_bytes(image: np.ndarray) -> bytes:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+  return buffer.getvalue()
+
+
+def write_celeba(folder, partition: list[int], *, seed: int = 0,
+                 images: dict[str, bytes] | None = None) -> dict[str, object]:
+  """CelebA's five official files in `folder`, one image per entry of `partition` (0 train,
+  1 validation, 2 test), named 000001.jpg, ...; the lists with CRLF line ends (TFDS and the
+  import strip them).
+
+  Returns {"paths": [the five paths], "images": name -> JPEG bytes, "attributes": name -> 40
+  values in {-1, 1}, "landmarks": name -> 10 ints, "identity": name -> int}.
+  """
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  names = [f"{i + 1:06d}.jpg" for i in range(len(partition))]
+  if images is None:
+    images = {n: jpeg_bytes(celeba_face(rng.integers(0, 256, 3), seed * 1000 + i))
+              for i, n in enumerate(names)}
+  attributes = {n: rng.choice([-1, 1], len(CELEBA_ATTRIBUTES)).tolist() for n in names}
+  landmarks = {n: rng.integers(50, 180, len(CELEBA_LANDMARKS)).tolist() for n in names}
+  identity = {n: int(1000 + i) for i, n in enumerate(names)}
+  zip_path = os.path.join(folder, "img_align_celeba.zip")
+  with zipfile.ZipFile(zip_path, "w") as z:
+    z.writestr("img_align_celeba/", b"")
+    for n in names:
+      z.writestr(f"img_align_celeba/{n}", images[n])
+
+  def write(file, lines):
+    path = os.path.join(folder, file)
+    with open(path, "w", newline="") as f:
+      f.write("".join(line + "\r\n" for line in lines))
+    return path
+
+  paths = [
+      zip_path,
+      write("list_eval_partition.txt", [f"{n} {p}" for n, p in zip(names, partition)]),
+      write("list_attr_celeba.txt", [str(len(names)), " ".join(CELEBA_ATTRIBUTES)] + [
+          f"{n} " + " ".join(f"{v:2d}" for v in attributes[n]) for n in names]),
+      write("list_landmarks_align_celeba.txt", [str(len(names)), " ".join(CELEBA_LANDMARKS)] + [
+          f"{n}    " + "   ".join(str(v) for v in landmarks[n]) for n in names]),
+      write("identity_CelebA.txt", [f"{n} {identity[n]}" for n in names]),
+  ]
+  return dict(paths=paths, images=images, attributes=attributes, landmarks=landmarks,
+              identity=identity)

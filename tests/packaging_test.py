@@ -66,5 +66,32 @@ def test_python_and_jax_ranges():
   for accelerator in ("cuda12", "cuda13", "tpu"):
     assert _names(extras[accelerator]) == ["jax"]
     assert f"jax[{accelerator}]>=0.7.0,<0.13" in extras[accelerator]
+  # requirements-gpu.txt installs the package itself with its CUDA extra, so that `pip install
+  # -r` brings flax, optax and orbax too, not jax alone.
   with open(os.path.join(ROOT, "requirements-gpu.txt")) as f:
-    assert "jax[cuda13]>=0.7.0,<0.13" in f.read()
+    lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+  assert lines == ["-e .[cuda13]"]
+
+
+def test_license_file_matches_setup_cfg():
+  assert _setup_cfg()["metadata"]["license"] == "Apache-2.0"
+  with open(os.path.join(ROOT, "LICENSE")) as f:
+    text = f.read()
+  assert "Apache License" in text and "Version 2.0, January 2004" in text
+  assert "END OF TERMS AND CONDITIONS" in text  # the full text, not a pointer to it
+
+
+def test_makefile_takes_the_newest_python_that_runs(tmp_path):
+  # A pyenv shim answers `command -v python3.13` but fails when run: it must be passed over.
+  import subprocess
+  import sys
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  shim = bin_dir / "python3.13"
+  shim.write_text("#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n")
+  shim.chmod(0o755)
+  (bin_dir / "python3.12").symlink_to(sys.executable)  # runs, and is >= 3.11
+  env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+  out = subprocess.run(["make", "-n", "-C", ROOT, f"VENV={tmp_path}/venv", "test"], env=env,
+                       capture_output=True, text=True, check=True).stdout
+  assert "python3.12 -m venv" in out, out

@@ -8,10 +8,11 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
 
 - Data: `$DOWNLOADS` holds tiny datasets in the official archive formats
   (`tests/official_archives.py`: `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`,
-  `train_32x32.mat`, `test_32x32.mat`; CIFAR with 5,200 training images, the fewest that leave
-  a training split beside the recipe's 5,000 validation images). `$DATA` is empty for a README
-  block (the README prepares what it uses); for a config docstring it holds CIFAR-10 and
-  CIFAR-100 already (the docstrings say the data is prepared once, as in the README).
+  `train_32x32.mat`, `test_32x32.mat`, CelebA's five files; CIFAR with 5,200 training images,
+  the fewest that leave a training split beside the recipe's 5,000 validation images). `$DATA`
+  is empty for a README block (the README prepares what it uses); for a config docstring it
+  holds CIFAR-10 and CIFAR-100 already (the docstrings say the data is prepared once, as in
+  the README).
   `$RUNS` is an empty folder.
 - The commands run in a scratch folder that links `configs/`, `experiments/` and `ngebm_jax/`
   of this checkout, so `python -m experiments.X --config=configs/Y.py` works as typed and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 
 from etils import epath
 from etils.epath import backend as epath_backend
@@ -25,6 +26,7 @@ from ngebm_jax.evaluation import report
 from ngebm_jax.training import checkpoints
 from ngebm_jax.training import loop
 from ngebm_jax.training import metric_writer
+from ngebm_jax.workflows import train_and_evaluate
 
 RUN = "gs://bucket/runs/ngebm"
 
@@ -38,6 +40,7 @@ def fake_gcs(monkeypatch, tmp_path):
   memory.pseudo_dirs.append("")
   monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)  # epath's fsspec backend
   monkeypatch.setattr(epath_backend.fsspec_backend, "_get_filesystem", lambda name: memory)
+  monkeypatch.setattr(checkpoints, "_storage_backend_installed", lambda scheme: True)  # gcsfs
   monkeypatch.chdir(tmp_path)
   yield memory
   assert os.listdir(tmp_path) == [], "something was written to a local path"
@@ -72,13 +75,49 @@ def test_config_metrics_and_probe_go_to_the_uri(fake_gcs):
   assert checkpoints.has_config(RUN)
   assert checkpoints.config_differences(checkpoints.load_config(RUN), config) == []
   for step in (1, 2):  # a resumed run appends to the file of the first
-    writer = metric_writer.MetricWriter(RUN, tensorboard=False)
+    writer = metric_writer.MetricWriter(RUN, tensorboard=step == 2)
     writer.write(step, {"train/loss": 1.0 / step, "train/blowup": float("nan")})
     writer.close()
   lines = epath.Path(RUN + "/metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == [1, 2]
   assert json.loads(lines[0])["train/blowup"] == "nan"
-  assert sorted(p.name for p in epath.Path(RUN).iterdir()) == ["config.json", "metrics.jsonl"]
+  assert sorted(p.name for p in epath.Path(RUN).iterdir()) == [
+      "config.json", "metrics.jsonl", "tensorboard"]
+  # TensorBoard's events went to the bucket too (through epath, no google-cloud-storage), in
+  # the TFRecord format TensorBoard reads.
+  (events,) = epath.Path(RUN + "/tensorboard").iterdir()
+  assert events.name.startswith("events.out.tfevents")
+  assert _scalars(events.read_bytes())["train/loss"] == 0.5
+
+
+def _scalars(data: bytes) -> dict:
+  """tag -> value of the scalars in a TFRecord events file (length, crc, Event proto, crc)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out, offset = {}, 0
+  while offset < len(data):
+    (length,) = struct.unpack("<Q", data[offset:offset + 8])
+    event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+    out.update({v.tag: v.simple_value for v in event.summary.value})
+    offset += 12 + length + 4
+  return out
+
+
+def test_a_bucket_without_its_backend_fails_at_start_naming_the_extra(monkeypatch, tmp_path):
+  from etils.epath import gpath as epath_gpath  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(epath_gpath, "_is_tf_installed", lambda: False)
+  real_find_spec = checkpoints.importlib.util.find_spec
+  monkeypatch.setattr(checkpoints.importlib.util, "find_spec",
+                      lambda name, *a: None if name == "gcsfs" else real_find_spec(name, *a))
+  monkeypatch.chdir(tmp_path)
+  config = smoke.get_config()
+  with pytest.raises(checkpoints.MissingStorageBackendError,
+                     match=r"needs gcsfs .*pip install 'ngebm_jax\[gcs\]'"):
+    loop.train(config, RUN)
+  with pytest.raises(checkpoints.MissingStorageBackendError, match=r"ngebm_jax\[gcs\]"):
+    train_and_evaluate.train_and_evaluate(config, RUN)  # what experiments.train runs
+  checkpoints.require_storage_backend("/a/local/run")  # local paths need nothing
+  checkpoints.require_storage_backend("s3://bucket/run")  # other stores: epath's own message
+  assert os.listdir(tmp_path) == []
 
 
 def test_damaged_checkpoints_are_moved_on_object_stores(fake_gcs, monkeypatch):

@@ -422,6 +422,13 @@ def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkey
     sources = data_lib.get_sources(config)
     assert len(sources["train"]) == expected and len(sources["validation"]) == 20
     np.testing.assert_array_equal(sources["train"].indices, full["train"].indices[:expected])
+  # config.dataset.split_seed seeds the split (NG-EBM's code: the run's seed; JEM's: 1234).
+  archive_index = tfds_sources.archive_index("cifar10", "train", data_dir)
+  for split_seed in (1234, 7):
+    config.dataset.split_seed = split_seed
+    validation = data_lib.get_sources(config)["validation"]
+    assert ({int(archive_index[p]) for p in validation.indices}
+            == _jem_validation(120, 20, seed=split_seed))
 
 
 def test_ids_read_fast_and_slow_agree(prepared, monkeypatch):
@@ -471,7 +478,11 @@ def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
   sets, missing = ood.ood_sources("cifar10", eval_dir)  # celeba is not prepared
   assert sorted(sets) == ["cifar100", "svhn"]
   assert missing == {"celeba": "python -m experiments.prepare_data --dataset=celeb_a "
-                               f"--data_dir={eval_dir}"}
+                               f"--data_dir={eval_dir} --archive=img_align_celeba.zip "
+                               "--archive=list_eval_partition.txt "
+                               "--archive=list_attr_celeba.txt "
+                               "--archive=list_landmarks_align_celeba.txt "
+                               "--archive=identity_CelebA.txt"}
   assert len(sets["svhn"]) == 30 and len(sets["cifar100"]) == NUM_TEST
   for source in sets.values():
     item = source[0]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import inference
@@ -167,17 +168,17 @@ def test_validation_and_test_evaluation_are_one_path(tmp_path):
 def test_objectives_that_need_human_maps_are_refused_on_data_without_them():
   config = _smoke_config(objective="cyborg")
   with pytest.raises(ValueError, match="needs human salience maps.*focus_task"):
-    loop.validate_config(config)
+    config_validation.validate_config(config)
   config = _smoke_config(objective="focus")
   config.focus.human_weight = 0.5
   with pytest.raises(ValueError, match="needs human salience maps"):
-    loop.validate_config(config)
+    config_validation.validate_config(config)
   config.focus.human_weight = 0.0  # CE + entropy of the CAM: no human maps needed
   config.focus.entropy_weight = 0.1
-  loop.validate_config(config)
+  config_validation.validate_config(config)
   config.dataset.name = "focus_task"
   config.objective = "cyborg"
-  loop.validate_config(config)
+  config_validation.validate_config(config)
 
 
 @pytest.mark.parametrize("dataset,flip,flips", [

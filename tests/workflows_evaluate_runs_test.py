@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from configs import smoke
+from ngebm_jax.evaluation import evaluators
 from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.training import checkpoints as ckpt_lib
 
@@ -67,3 +70,40 @@ def test_run_names_and_options():
       "l2": (0.0, 1.0), "linf": tuple(config.eval.epsilons_linf)}
   assert options.noise_std == config.dataset.noise_std
   assert options.batch_size == config.eval.batch_size
+
+
+def test_max_examples_caps_the_attacked_images_and_the_plan_says_so(tmp_path):
+  """`--config.eval.max_examples` sizes every evaluator: PGD attacks at most that many images
+  (not `robustness_num_examples`, 1,000 by default), and the plan logged first says so."""
+  config = smoke.get_config()
+  config.dataset.num_test = 32
+  config.eval.max_examples = 6
+  config.eval.robustness_num_examples = 1000
+  config.eval.evaluators = ("classification", "robustness")
+  config.eval.pgd_steps = 1
+  config.eval.robustness_norms = ("linf",)
+  config.eval.epsilons_linf = (8 / 255,)
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  ckpt_lib.save_config(workdir, config)
+  _, params = ckpt_lib.model_from_config(config, 10)
+  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
+  ckpts.save_best(1, params, {"val/accuracy": 0.1})
+  ckpts.wait()
+  ckpts.close()
+  figures = evaluate_runs.evaluate_workdir(workdir, str(tmp_path / "eval"))
+  assert figures["classification"]["num_examples"] == 6
+  assert figures["robustness"]["num_examples"] == 6
+  plan = figures["meta"]["plan"]
+  assert plan["robustness"] == dict(images=6, protocol="fixed_epsilon", pgd_steps=1,
+                                    epsilons={"linf": 1})
+  assert plan["classification"] == dict(images=6)
+  # A smaller robustness_num_examples caps the attack further.
+  inputs = evaluators.EvalInputs(
+      apply_fn=None, params=None, images=np.zeros((6, 32, 32, 3), np.float32),
+      labels=np.zeros(6, np.int32), key=None, options=evaluators.EvalOptions(
+          robustness_num_examples=3, robustness_protocol="paper"))
+  plan = evaluators.evaluation_plan(["robustness"], inputs)["robustness"]
+  assert plan["images"] == evaluators.attacked_examples(inputs) == 3
+  assert plan["max_tries"] == 40 and plan["refine_steps"] == 1
+  assert "3 images" in evaluators.describe_plan({"robustness": plan})

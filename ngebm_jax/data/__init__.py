@@ -82,6 +82,7 @@ def get_sources(config) -> dict:
   from ngebm_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   num_train = config.dataset.num_train
   return tfds_sources.recipe_splits(info.name, config.dataset.data_dir,
+                                    seed=config.dataset.split_seed,
                                     num_train=None if num_train < 0 else num_train)
 
 

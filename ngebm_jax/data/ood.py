@@ -14,10 +14,12 @@ What the evaluation protocol needs (docs/method.rst, "The evaluation protocol"; 
   protocol's real sets that are prepared, and the synthetic ones) as in-memory uint8 arrays,
   for the evaluators, with the sets that are missing and how to prepare them.
 
-CelebA (218x178 aligned faces) is center-cropped to 178x178 and resized to 32x32 with Pillow's
-antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)` on its own CelebA
-folder, which keeps the aspect ratio (39x32 images); we make the images square so that every OOD
-set has the in-distribution shape. Its test split (19,962 images) is used.
+CelebA (218x178 aligned faces) is center-cropped to 178x178 (rows 20 to 197) and resized to
+32x32 with Pillow's antialiased bilinear filter. JEM's evaluation used torchvision's `Resize(32)`
+on its own CelebA image folder, which keeps the aspect ratio (39x32 images, no crop); we make the
+images square so that every OOD set has the in-distribution shape. Its test split (19,962
+images) is used; `experiments.prepare_data --dataset=celeb_a` imports it offline from the
+official files.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ SYNTHETIC_OOD = ("interp", "uniform", "constant")
 # name them (CIFAR: the python version; the binary one works too).
 OFFICIAL_FILES = {"cifar10": ("cifar-10-python.tar.gz",),
                   "cifar100": ("cifar-100-python.tar.gz",),
-                  "svhn_cropped": ("train_32x32.mat", "test_32x32.mat")}
+                  "svhn_cropped": ("train_32x32.mat", "test_32x32.mat"),
+                  "celeb_a": ("img_align_celeba.zip", "list_eval_partition.txt",
+                              "list_attr_celeba.txt", "list_landmarks_align_celeba.txt",
+                              "identity_CelebA.txt")}
 
 # Test-time input noise of an OOD set, as a multiple of the variance every test image gets
 # (std 0.03 in the recipe). JEM's and NG-EBM's evaluation code ("cifar_interp")
@@ -104,11 +109,8 @@ def ood_source(ood_name: str, data_dir: str | os.PathLike | None = None, *,
 
 
 def prepare_command(ood_name: str, data_dir: str | os.PathLike | None = None) -> str:
-  """The command that prepares the real OOD set `ood_name` in `data_dir`.
-
-  Offline from the official files where there is an import for them (SVHN, CIFAR), else
-  through TFDS's download (CelebA).
-  """
+  """The command that prepares the real OOD set `ood_name` in `data_dir`, offline from the
+  official files (SVHN, CIFAR, CelebA; without --archive TFDS downloads them)."""
   tfds_name = OOD_DATASETS[ood_name]
   if data_dir is None:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

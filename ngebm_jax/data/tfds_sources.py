@@ -17,9 +17,14 @@ Data must be prepared first (`experiments/prepare_data.py`). Nothing here downlo
 (no network, milliseconds) and raises `DatasetNotPreparedError` with the command that prepares
 the data, instead of TFDS's download attempt, which hangs for minutes offline.
 
-The 45,000 / 5,000 split is JEM's (and so NG-EBM's, a fork of JEM's code): its training script
-shuffles the training indices with `np.random.seed(1234); np.random.shuffle(all_inds)` and takes
-the first `n_valid = 5000` as validation. Those indices are positions in the official archive
+The 45,000 / 5,000 split is JEM's: its training script shuffles the training indices with
+`np.random.seed(1234); np.random.shuffle(all_inds)` (a fixed seed) and takes the first
+`n_valid = 5000` as validation. NG-EBM's training scripts, a fork of JEM's, seed numpy with the
+run's seed instead (`np.random.seed(args.seed)`, `--seed` defaulting to 1234): their published
+commands pass no `--seed`, so they split as JEM does, and a run with another seed validates on
+other images. Here the split's seed is `config.dataset.split_seed` (default 1234, JEM's split
+for every run seed; set it to the run's seed to split as NG-EBM's code would). The indices are
+positions in the official archive
 order (torchvision's CIFAR reads `data_batch_1..5` in order). TFDS stores records in a different
 (key-hashed) order but keeps the archive position in the `id` feature (`train_01234`), so the
 validation set here is exactly JEM's: the examples whose archive index is among the first 5,000
@@ -45,7 +50,8 @@ from ngebm_jax.data import prepare
 NO_LABEL = -1  # label of OOD examples: they belong to no in-distribution class
 IMAGE_SHAPE = (32, 32, 3)
 
-# Recipe split (JEM's training code: np.random.seed(1234), n_valid=5000).
+# Recipe split (JEM's training code: np.random.seed(1234), n_valid=5000; NG-EBM's: the run's
+# seed, 1234 by default). config.dataset.split_seed sets the seed.
 RECIPE_NUM_VALIDATION = 5000
 RECIPE_SPLIT_SEED = 1234
 
@@ -213,7 +219,8 @@ def recipe_split_indices(archive_index: np.ndarray, *,
     archive_index: int [N]: for each storage position, the example's index in the official
       archive order (a permutation of 0..N-1; TFDS's `id` feature `train_01234` -> 1234).
     num_validation: validation size (the recipe: 5,000).
-    seed: JEM's `np.random.seed(1234)`.
+    seed: the seed of numpy's shuffle (JEM's code: 1234; NG-EBM's: the run's `--seed`, 1234 by
+      default; `config.dataset.split_seed`).
 
   Returns:
     {"train": int64 [N - num_validation], "validation": int64 [num_validation]}: storage

@@ -66,6 +66,9 @@ class EvalOptions:
     binary_search_steps: the "paper" search's growth and bisection steps (foolbox: 20).
     noise_copies: noisy copies the attacked model averages in the "paper" protocol (5); their
       noise is `noise_std` for L-inf and 0 for L2, as in the reference.
+    refine_steps: "paper" protocol: SGLD steps on log p~(x) that refine each copy before it is
+      classified (the reference's `--n_steps_refine 1`; `robustness.refine`); 0: none.
+    refine_noise_std: std of their Langevin noise, model units (the reference's 0.01).
   """
   noise_std: float = 0.03
   batch_size: int = 100
@@ -79,6 +82,8 @@ class EvalOptions:
   robustness_protocol: str = "fixed_epsilon"
   binary_search_steps: int = 20
   noise_copies: int = robustness.PAPER_NUM_COPIES
+  refine_steps: int = robustness.PAPER_REFINE_STEPS
+  refine_noise_std: float = robustness.PAPER_REFINE_NOISE_STD
 
   def __post_init__(self):
     if not (np.isfinite(self.noise_std) and self.noise_std >= 0):
@@ -90,6 +95,12 @@ class EvalOptions:
       value = getattr(self, name)
       if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if isinstance(self.refine_steps, bool) or int(self.refine_steps) != self.refine_steps or (
+        self.refine_steps < 0):
+      raise ValueError(f"refine_steps must be an integer >= 0; got {self.refine_steps!r}.")
+    if not (np.isfinite(self.refine_noise_std) and self.refine_noise_std >= 0):
+      raise ValueError(f"refine_noise_std must be a finite number >= 0; got "
+                       f"{self.refine_noise_std}.")
     n = self.robustness_num_examples
     if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
       raise ValueError(f"robustness_num_examples must be a positive integer or None; got {n!r}.")
@@ -352,9 +363,7 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
   `out[norm]` has `epsilons` and `accuracy`, plotted as a curve per norm.
   """
   opts = inputs.options
-  n = inputs.images.shape[0]
-  if opts.robustness_num_examples is not None:
-    n = min(n, int(opts.robustness_num_examples))
+  n = attacked_examples(inputs)
   x, y = inputs.images[:n], inputs.labels[:n]
   out = dict(protocol=opts.robustness_protocol, num_examples=int(n),
              num_steps=int(opts.pgd_steps),
@@ -370,7 +379,8 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
       found = robustness.minimal_epsilons(
           inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, num_steps=opts.pgd_steps,
           binary_search_steps=opts.binary_search_steps, num_copies=opts.noise_copies,
-          noise_std=sigma, batch_size=opts.batch_size)
+          noise_std=sigma, batch_size=opts.batch_size, refine_steps=opts.refine_steps,
+          refine_noise_std=opts.refine_noise_std)
       min_eps = found["epsilons"]
       fooled = np.isfinite(min_eps) & found["clean_correct"]
       out[norm] = dict(
@@ -380,7 +390,10 @@ def evaluate_robustness(inputs: EvalInputs, output_dir: str) -> dict:
           clean_accuracy=float(np.mean(found["clean_correct"])),
           median_minimal_epsilon=float(np.median(min_eps[fooled])) if fooled.any() else None,
           never_fooled=int(np.sum(found["clean_correct"] & ~np.isfinite(min_eps))),
-          attack_noise_std=sigma, noise_copies=int(opts.noise_copies) if sigma > 0 else 1)
+          attack_noise_std=sigma, refine_steps=int(opts.refine_steps),
+          refine_noise_std=float(opts.refine_noise_std),
+          noise_copies=int(opts.noise_copies) if sigma > 0 or (
+              opts.refine_steps > 0 and opts.refine_noise_std > 0) else 1)
       plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
     else:
       acc = robustness.robust_accuracy(
@@ -401,6 +414,62 @@ EVALUATORS: dict[str, Callable[[EvalInputs, str], dict]] = {
     "ood": evaluate_ood,
     "robustness": evaluate_robustness,
 }
+
+
+def attacked_examples(inputs: EvalInputs) -> int:
+  """How many test images the robustness evaluator attacks: the first
+  `options.robustness_num_examples` of `inputs.images` (which `max_examples` already caps)."""
+  n = int(inputs.images.shape[0])
+  limit = inputs.options.robustness_num_examples
+  return n if limit is None else min(n, int(limit))
+
+
+def evaluation_plan(names: Sequence[str], inputs: EvalInputs) -> dict[str, dict]:
+  """What each named evaluator will compute, before it starts: images, sets, epsilons, steps.
+
+  The robustness entry gives the attack's size: images x epsilons x PGD steps (fixed-epsilon
+  protocol), or images x at most `2 * binary_search_steps` tries x PGD steps (paper protocol,
+  each try on `noise_copies` refined copies).
+  """
+  opts = inputs.options
+  n = int(inputs.images.shape[0])
+  plan = {}
+  for name in names:
+    if name == "classification":
+      plan[name] = dict(images=n)
+    elif name == "calibration":
+      v = inputs.validation_images
+      plan[name] = dict(images=n, validation_images=0 if v is None else int(v.shape[0]))
+    elif name == "ood":
+      plan[name] = dict(images=n, scores=list(opts.ood_scores),
+                        ood_sets={k: int(v.shape[0]) for k, v in inputs.ood_images.items()})
+    elif name == "robustness":
+      entry = dict(images=attacked_examples(inputs), protocol=opts.robustness_protocol,
+                   pgd_steps=int(opts.pgd_steps),
+                   epsilons={norm: len(opts.epsilons.get(norm, robustness.DEFAULT_EPSILONS[norm]))
+                             for norm in opts.robustness_norms})
+      if opts.robustness_protocol == "paper":
+        entry.update(max_tries=2 * int(opts.binary_search_steps),
+                     noise_copies=int(opts.noise_copies), refine_steps=int(opts.refine_steps))
+      plan[name] = entry
+    else:
+      plan[name] = {}
+  return plan
+
+
+def describe_plan(plan: Mapping[str, Mapping[str, Any]]) -> str:
+  """One line per evaluator of `evaluation_plan`, for the log."""
+  lines = []
+  for name, entry in plan.items():
+    if name == "robustness":
+      eps = ", ".join(f"{norm}: {k} epsilons" for norm, k in entry["epsilons"].items())
+      per = (f"{entry['pgd_steps']} PGD steps per epsilon" if entry["protocol"] != "paper" else
+             f"up to {entry['max_tries']} searches of {entry['pgd_steps']} PGD steps on "
+             f"{entry['noise_copies']} copies, {entry['refine_steps']} refinement step(s)")
+      lines.append(f"robustness ({entry['protocol']}): {entry['images']} images; {eps}; {per}")
+    else:
+      lines.append(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
+  return "\n  ".join(lines)
 
 
 def run_evaluators(names: Sequence[str], inputs: EvalInputs, output_dir: str) -> dict:

@@ -28,9 +28,11 @@ smallest epsilon at which PGD succeeds, found by foolbox's search (an exponentia
 from `initial_epsilon`, x1.5 per try, then `binary_search_steps` bisections; each try is a PGD
 run that stops at its first adversarial iterate, with the step a fixed fraction of that try's
 epsilon), against the model that averages the logits of 5 noisy copies of its input (sigma 0.03
-for L-inf, 0 for L2, fresh noise at each call). Accuracy at epsilon is then the fraction of the
-N images whose smallest successful epsilon exceeds it (misclassified images count as 0), the
-curve the reference plots.
+for L-inf, 0 for L2, fresh noise at each call), each copy first refined by one SGLD step on
+log p~(x) (`--n_steps_refine 1`, Langevin noise 0.01; `refine`), with the attack's gradients
+passed straight through that step, as the reference's are. Accuracy at epsilon is then the
+fraction of the N images whose smallest successful epsilon exceeds it (misclassified images
+count as 0), the curve the reference plots.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import numpy as np
 
 from ngebm_jax import _checks
 from ngebm_jax.energy import ApplyFn
+from ngebm_jax.energy import log_density_input_grad
 from ngebm_jax.evaluation.inference import add_input_noise
 from ngebm_jax.evaluation.inference import batched
 
@@ -267,16 +270,62 @@ PAPER_INITIAL_EPSILON = {"linf": 0.3, "l2": 0.3}   # in foolbox's units (L2: RMS
 PAPER_STEP_FRACTION = {"linf": 0.01 / 0.3, "l2": 0.05 / 0.3}
 PAPER_NUM_COPIES = 5
 PAPER_GROWTH = 1.5
+# The reference's attack commands pass `--n_steps_refine 1` and leave `--sgld_sigma` at 0.01:
+# each noisy copy takes one SGLD step, x <- x + d log p~(x) / dx + 0.01 n (a unit step, model
+# units), before it is classified.
+PAPER_REFINE_STEPS = 1
+PAPER_REFINE_NOISE_STD = 0.01
+
+
+def refine(apply_fn: ApplyFn, params: Any, x: jax.Array, key: jax.Array, *, num_steps: int,
+           noise_std: float) -> jax.Array:
+  """`num_steps` SGLD steps from `x` (the reference's `refine`): at step `i`,
+  `x <- x + d log p~(x) / dx + noise_std * N(0, I)`, the noise drawn from `fold_in(key, i)`.
+
+  Args:
+    apply_fn: `apply_fn(params, x) -> logits [B, K]`; `log p~(x) = logsumexp(logits)`.
+    params: parameters of `apply_fn`.
+    x: `[B, H, W, C]` inputs in model space.
+    key: PRNG key of the Langevin noise.
+    num_steps: SGLD steps (0: `x` unchanged).
+    noise_std: std of the Langevin noise, model units.
+  """
+  for i in range(num_steps):
+    grad, _ = log_density_input_grad(apply_fn, params, x)
+    x = x + grad.astype(x.dtype) + noise_std * jax.random.normal(
+        jax.random.fold_in(key, i), x.shape, x.dtype)
+  return x
 
 
 def averaged_noisy_logits(apply_fn: ApplyFn, params: Any, x: jax.Array, key: jax.Array, *,
-                          num_copies: int, noise_std: float) -> jax.Array:
-  """`[B, K]` mean logits over `num_copies` copies of `x` with Gaussian noise of `noise_std`
-  (the reference's `refined_logits` with no refinement steps); one copy when there is no noise."""
-  if noise_std == 0:
-    return apply_fn(params, x).astype(jnp.float32)
-  copies = x[None] + noise_std * jax.random.normal(key, (num_copies,) + x.shape, x.dtype)
-  logits = apply_fn(params, copies.reshape((-1,) + x.shape[1:])).astype(jnp.float32)
+                          num_copies: int, noise_std: float, refine_steps: int = 0,
+                          refine_noise_std: float = 0.0) -> jax.Array:
+  """`[B, K]` mean logits over `num_copies` copies of `x` with Gaussian noise of `noise_std`,
+  each refined by `refine_steps` SGLD steps (`refine`) before it is classified: the reference's
+  `refined_logits`. One copy when nothing is random (no noise, no noisy refinement).
+
+  Gradients with respect to `x` pass straight through the refinement, as in the reference,
+  whose SGLD step writes into the tensor's `.data` (invisible to autograd) and takes the
+  gradient of `log p~` without `create_graph`: the attack differentiates the logits at the
+  refined point as if the refined point were `x` itself (identity Jacobian), and never
+  differentiates the SGLD step.
+
+  Keys: the copies' noise is drawn from `key` without refinement, from the first half of
+  `split(key)` with it (the second half keys `refine`).
+  """
+  noisy_refinement = refine_steps > 0 and refine_noise_std > 0
+  if noise_std == 0 and not noisy_refinement:
+    num_copies, noise_std = 1, 0.0
+  k_copies, k_refine = (key, None) if refine_steps == 0 else jax.random.split(key)
+  copies = jnp.broadcast_to(x[None], (num_copies,) + x.shape)
+  if noise_std > 0:
+    copies = copies + noise_std * jax.random.normal(k_copies, copies.shape, x.dtype)
+  copies = copies.reshape((-1,) + x.shape[1:])
+  if refine_steps > 0:
+    refined = refine(apply_fn, params, copies, k_refine, num_steps=refine_steps,
+                     noise_std=refine_noise_std)
+    copies = copies + jax.lax.stop_gradient(refined - copies)  # straight through
+  logits = apply_fn(params, copies).astype(jnp.float32)
   return logits.reshape(num_copies, x.shape[0], -1).mean(axis=0)
 
 
@@ -290,7 +339,8 @@ def _distance(delta: jax.Array, norm: str) -> jax.Array:
 
 def make_paper_attack(apply_fn: ApplyFn, *, norm: str, num_steps: int = 40,
                       num_copies: int = PAPER_NUM_COPIES, noise_std: float = 0.0,
-                      random_start: bool = True) -> Callable:
+                      random_start: bool = True, refine_steps: int = PAPER_REFINE_STEPS,
+                      refine_noise_std: float = PAPER_REFINE_NOISE_STD) -> Callable:
   """A jitted `try_epsilon(params, x, y, key, radius, alpha) -> (success [B], distance [B])`.
 
   One foolbox PGD run per example with its own ball: `radius [B]` and step `alpha [B]` in model
@@ -305,7 +355,8 @@ def make_paper_attack(apply_fn: ApplyFn, *, norm: str, num_steps: int = 40,
 
   def model(params, xb, key):
     return averaged_noisy_logits(apply_fn, params, xb, key, num_copies=num_copies,
-                                 noise_std=noise_std)
+                                 noise_std=noise_std, refine_steps=refine_steps,
+                                 refine_noise_std=refine_noise_std)
 
   def try_epsilon(params, x, y, key, radius, alpha):
     radius = radius.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
@@ -350,7 +401,8 @@ def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax
                      num_copies: int = PAPER_NUM_COPIES, noise_std: float = 0.0,
                      initial_epsilon: float | None = None, step_fraction: float | None = None,
                      random_start: bool = True, batch_size: int = 100,
-                     input_scale: float = 2.0) -> dict[str, Any]:
+                     input_scale: float = 2.0, refine_steps: int = PAPER_REFINE_STEPS,
+                     refine_noise_std: float = PAPER_REFINE_NOISE_STD) -> dict[str, Any]:
   """The smallest epsilon at which PGD fools the model, per image (the "paper" protocol).
 
   foolbox 1.8's search, batched: every example tries its own epsilon; starting at
@@ -378,6 +430,9 @@ def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax
     random_start: foolbox's random start (the reference uses it).
     batch_size: examples per call (the last batch padded).
     input_scale: model units per pixel unit (2 for [-1, 1] inputs).
+    refine_steps: SGLD steps refining each noisy copy before it is classified (the reference's
+      `--n_steps_refine 1`; see `averaged_noisy_logits`), in the attack and in the clean check.
+    refine_noise_std: std of their Langevin noise (the reference's `sgld_sigma`, 0.01).
 
   Returns:
     dict with `epsilons` (`[N]` float64, pixel units; 0 for misclassified, inf if never
@@ -388,6 +443,9 @@ def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax
   _check_num_steps(binary_search_steps)
   if isinstance(num_copies, bool) or int(num_copies) != num_copies or num_copies < 1:
     raise ValueError(f"num_copies must be a positive integer; got {num_copies!r}.")
+  if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps or refine_steps < 0:
+    raise ValueError(f"refine_steps must be an integer >= 0; got {refine_steps!r}.")
+  _checks.check_positive(refine_noise_std, "refine_noise_std")
   dim = int(np.prod(x.shape[1:]))
   if initial_epsilon is None:
     initial_epsilon = PAPER_INITIAL_EPSILON[norm] * (math.sqrt(dim) if norm == "l2" else 1.0)
@@ -395,10 +453,11 @@ def minimal_epsilons(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax
     step_fraction = PAPER_STEP_FRACTION[norm]
   _checks.check_positive(initial_epsilon, "initial_epsilon", allow_zero=False)
   _checks.check_positive(step_fraction, "step_fraction", allow_zero=False)
+  refinement = dict(refine_steps=int(refine_steps), refine_noise_std=float(refine_noise_std))
   attack = make_paper_attack(apply_fn, norm=norm, num_steps=num_steps, num_copies=num_copies,
-                             noise_std=noise_std, random_start=random_start)
+                             noise_std=noise_std, random_start=random_start, **refinement)
   clean_fn = jax.jit(lambda p, xb, k: jnp.argmax(averaged_noisy_logits(
-      apply_fn, p, xb, k, num_copies=num_copies, noise_std=noise_std), axis=-1))
+      apply_fn, p, xb, k, num_copies=num_copies, noise_std=noise_std, **refinement), axis=-1))
   k_clean, k_search = jax.random.split(key)
 
   def search(xb, yb, idx):

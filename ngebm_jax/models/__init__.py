@@ -5,6 +5,7 @@ split that class activation maps need, with `params` a plain dict. See `pure` fo
 `wide_resnet` for the reference WRN-28-10 of NG-EBM and JEM, `small_cnn` for the CPU model.
 """
 
+from ngebm_jax.models.pure import MODEL_NAMES
 from ngebm_jax.models.pure import ModelFns
 from ngebm_jax.models.pure import count_params
 from ngebm_jax.models.pure import create_model
@@ -13,5 +14,5 @@ from ngebm_jax.models.pure import pure_functions
 from ngebm_jax.models.small_cnn import SmallCNN
 from ngebm_jax.models.wide_resnet import WideResNet
 
-__all__ = ["ModelFns", "SmallCNN", "WideResNet", "count_params", "create_model",
+__all__ = ["MODEL_NAMES", "ModelFns", "SmallCNN", "WideResNet", "count_params", "create_model",
            "model_arguments", "pure_functions"]

@@ -37,6 +37,7 @@ from ngebm_jax.models.wide_resnet import WideResNet
 Params = dict[str, Any]
 
 _MODELS = {"wide_resnet": WideResNet, "small_cnn": SmallCNN}
+MODEL_NAMES = tuple(sorted(_MODELS))  # the names `create_model` (and config.model.name) takes
 
 
 class ModelFns(NamedTuple):

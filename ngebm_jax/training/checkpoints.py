@@ -17,6 +17,7 @@ A workdir is a local path or a URI (`gs://bucket/run`): every path here is an `e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -37,6 +38,41 @@ CONFIG_FILE = "config.json"
 def is_uri(path: str | os.PathLike) -> bool:
   """Whether `path` names remote storage (`gs://bucket/run`, `s3://...`), not a local path."""
   return "://" in os.fspath(path)
+
+
+# What etils.epath reads and writes a URI scheme with, and the package extra that installs it.
+STORAGE_EXTRAS = {"gs": ("gcsfs", "gcs")}
+
+
+class MissingStorageBackendError(ModuleNotFoundError):
+  """A URI's storage has no backend installed; the message names the extra that installs it."""
+
+
+def _storage_backend_installed(scheme: str) -> bool:
+  """Whether epath can reach `scheme://`: its fsspec module, or TensorFlow (epath's tf
+  backend)."""
+  from etils.epath import gpath  # pylint: disable=g-import-not-at-top
+  module = STORAGE_EXTRAS[scheme][0]
+  tf_backend = gpath._is_tf_installed()  # pylint: disable=protected-access
+  return tf_backend or importlib.util.find_spec(module) is not None
+
+
+def require_storage_backend(path: str | os.PathLike) -> None:
+  """Raises `MissingStorageBackendError`, before anything is written, when `path` is a URI
+  (`gs://bucket/run`) whose storage backend is not installed.
+
+  Without it, etils.epath fails on the first write with an error that reads like a permission
+  problem. Checkpoints, metrics, reports and TensorBoard events all go through epath, so the
+  one backend serves them all (`metric_writer` routes tensorboardX's events through it).
+  """
+  text = os.fspath(path)
+  scheme = text.split("://", 1)[0] if is_uri(text) else None
+  if scheme in STORAGE_EXTRAS and not _storage_backend_installed(scheme):
+    module, extra = STORAGE_EXTRAS[scheme]
+    raise MissingStorageBackendError(
+        f"{text} is on {scheme}:// storage, which needs {module} (or TensorFlow), and neither is "
+        f"installed. Install it with: pip install 'ngebm_jax[{extra}]' (from a checkout: "
+        f"pip install -e '.[{extra}]').")
 
 
 def workdir_path(workdir: str | os.PathLike) -> epath.Path:
@@ -181,11 +217,35 @@ def has_config(workdir: str | os.PathLike) -> bool:
   return (workdir_path(workdir) / CONFIG_FILE).exists()
 
 
+def has_saved_step(workdir: str | os.PathLike) -> bool:
+  """Whether `workdir` holds a saved step (a train state or best parameters) to protect.
+
+  Orbax writes a step under a temporary name and renames it to the step number when it is
+  complete, so only folders named by a number count.
+  """
+  path = workdir_path(workdir)
+  return any(child.name.isdigit() for series in ("checkpoints", "best")
+             if (path / series).is_dir() for child in (path / series).iterdir())
+
+
+# Fields declared after ngebm_jax 0.1.0, with the value a run saved without them ran with: a
+# config read back has them, so it resumes and evaluates as the run was made.
+FIELDS_ADDED = {
+    ("dataset", "split_seed"): 1234,   # the validation split's seed was fixed
+    ("eval", "refine_steps"): 0,       # the paper protocol had no refinement step
+    ("eval", "refine_noise_std"): 0.01,
+}
+
+
 def load_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
   path = workdir_path(workdir) / CONFIG_FILE
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  values = json.loads(path.read_text())
+  for (block, field), value in FIELDS_ADDED.items():
+    if block in values:
+      values[block].setdefault(field, value)
+  return ml_collections.ConfigDict(values)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict:

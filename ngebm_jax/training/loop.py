@@ -30,6 +30,7 @@ import numpy as np
 import scipy.special
 from absl import logging
 
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
 from ngebm_jax.data import pipeline
@@ -73,61 +74,9 @@ class TrainResult:
   restarts: int = 0  # restarts after divergence, over the whole run (config.max_restarts)
 
 
-ON_CPU = ("run", "warn", "refuse")
-INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
-                "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
-                "'.[cuda12]', '.[tpu]')")
-
-
-def check_backend(config, backend: str | None = None) -> None:
-  """Refuses, or warns about, a config meant for accelerators on a CPU-only JAX (`on_cpu`)."""
-  if config.on_cpu not in ON_CPU:
-    raise ValueError(f"config.on_cpu must be one of {ON_CPU}; got {config.on_cpu!r}.")
-  backend = backend or jax.default_backend()
-  if backend != "cpu" or config.on_cpu == "run":
-    return
-  if config.on_cpu == "refuse":
-    raise ValueError(
-        f"This config is meant for a GPU or TPU, and JAX {jax.__version__} found only the CPU: "
-        f"{INSTALL_HINT}. To run it on the CPU anyway (tests, a trial), add "
-        "--config.on_cpu=run.")
-  logging.warning("This config is meant for a GPU or TPU, and JAX found only the CPU (slow: "
-                  "days for the full recipe). To use an accelerator, %s.", INSTALL_HINT)
-
-
-def validate_config(config, num_devices: int | None = None) -> None:
-  """Checks that need no data, so a bad config fails before any long work."""
-  check_backend(config)
-  num_devices = num_devices or jax.device_count()
-  names = objective_registry.names()
-  if config.objective not in names:
-    raise ValueError(f"config.objective must be one of {names}; got {config.objective!r}.")
-  info = data_lib.dataset_info(config)  # unknown dataset names raise here
-  if objective_registry.needs_human_maps(config) and not info.human_maps:
-    raise ValueError(
-        f"objective {config.objective!r} with these config.focus weights needs human salience "
-        f"maps, and dataset {info.name!r} has none. Train it on the focus task "
-        f"(--config.dataset.name={data_lib.FOCUS_TASK}, e.g. --config=configs/focus.py:cyborg), "
-        "or use objective 'focus' with focus.human_weight=0.")
-  if config.batch_size <= 0:
-    raise ValueError(f"config.batch_size must be > 0; got {config.batch_size}.")
-  for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
-    if size % num_devices:
-      raise ValueError(f"config.{name} ({size}) must be divisible by the number of devices "
-                       f"({num_devices}).")
-  if config.num_steps <= 0 and config.num_epochs <= 0:
-    raise ValueError("Set config.num_steps or config.num_epochs to a positive number.")
-  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
-    if config[field] <= 0:
-      raise ValueError(f"config.{field} must be > 0; got {config[field]}.")
-  if config.dataset.noise_std < 0:
-    raise ValueError(f"config.dataset.noise_std must be >= 0; got {config.dataset.noise_std}.")
-  if config.max_restarts < 0:
-    raise ValueError(f"config.max_restarts must be >= 0; got {config.max_restarts}.")
-
-
 def _check_writable(workdir) -> None:
   """Creates `workdir` (a local path or a URI) and writes a file into it, or raises."""
+  ckpt_lib.require_storage_backend(workdir)  # names the extra a gs:// workdir needs
   try:
     path = ckpt_lib.workdir_path(workdir)
     path.mkdir(parents=True, exist_ok=True)
@@ -261,14 +210,16 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
       (`gs://bucket/run`); created if missing.
     devices: devices of the data-parallel mesh; all devices of all hosts by default.
   """
-  validate_config(config, len(devices) if devices is not None else None)
+  config_validation.validate_config(config, len(devices) if devices is not None else None)
   _check_writable(workdir)
   info = data_lib.dataset_info(config)
   sources = data_lib.get_sources(config)  # fails fast when data is not prepared
   is_main = jax.process_index() == 0
 
   old_config = None
-  if ckpt_lib.has_config(workdir):
+  # A config with no saved step (a run that failed before its first checkpoint) protects
+  # nothing: the workdir is a fresh start.
+  if ckpt_lib.has_config(workdir) and ckpt_lib.has_saved_step(workdir):
     old_config = ckpt_lib.load_config(workdir)
     diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
     if diffs and not config.allow_config_change:

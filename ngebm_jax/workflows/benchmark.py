@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax.benchmarking import analytic_flops
 from ngebm_jax.benchmarking import memory_fit
@@ -229,7 +230,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     fit_objectives: the objectives to size for `fit_memory_gib`.
     profile_dir: also write a profiler trace of a few steps of every variant there.
   """
-  loop.validate_config(config, len(devices) if devices is not None else None)
+  config_validation.validate_config(config, len(devices) if devices is not None else None)
   check_race_config(config)
   env = timing.environment()
   mesh = spmd.make_mesh(devices)
@@ -349,7 +350,7 @@ def run_and_report(config, output: str, *, batch_sizes: Sequence[int] = (),
   """
   settings = [(b, d) for b in (batch_sizes or [config.batch_size])
               for d in (dtypes or [config.model.dtype])]
-  loop.check_backend(config)  # before the cache folder is made
+  config_validation.check_backend(config)  # before the cache folder is made
   # Compiled steps are cached: a second run (or the same step in the next setting's race) loads
   # them; `compile_s` is then the load time, and the report says that the cache was on.
   cache = launch.use_compilation_cache(config.compilation_cache_dir, output)
@@ -358,10 +359,15 @@ def run_and_report(config, output: str, *, batch_sizes: Sequence[int] = (),
     results["environment"]["compilation_cache"] = cache
     report.write_report(results, output)
     return [results]
-  all_results = []
+  configs = []
   for batch_size, dtype in settings:
     c = config.copy_and_resolve_references()
     c.batch_size, c.model.dtype = int(batch_size), str(dtype)
+    devices = run_kwargs.get("devices")
+    config_validation.validate_config(c, len(devices) if devices is not None else None)
+    configs.append(c)  # every setting checked before the first report is written
+  all_results = []
+  for (batch_size, dtype), c in zip(settings, configs):
     logging.info("Benchmark setting: batch %d, %s.", batch_size, dtype)
     profile_dir = run_kwargs.get("profile_dir")
     kwargs = dict(run_kwargs, profile_dir=(os.path.join(profile_dir, f"b{batch_size}_{dtype}")

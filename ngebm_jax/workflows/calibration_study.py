@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from ngebm_jax import config_validation
 from ngebm_jax import reporting
 from ngebm_jax.evaluation import plots
 from ngebm_jax.workflows import train_and_evaluate
@@ -451,6 +452,8 @@ def run(base: ml_collections.ConfigDict, output, *,
   runs = plan_runs(base, variants=variants, seeds=seeds, stages=stages, gammas=gammas,
                    sweep_beta=sweep_beta, train_sizes=train_sizes, size_variants=size_variants,
                    sweep_seeds=sweep_seeds)
+  for run_plan in runs.values():  # every run's config checked before the first is trained
+    config_validation.validate_config(run_plan["config"])
   trained = train_runs(runs, output)
   summary = summarize(runs, trained)
   settings = dict(dataset=base.dataset.name, num_train=base.dataset.num_train,

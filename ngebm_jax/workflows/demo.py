@@ -17,6 +17,7 @@ from typing import Sequence
 
 from absl import logging
 
+from ngebm_jax import config_validation
 from ngebm_jax.evaluation import report as report_lib
 from ngebm_jax.training import objective_registry
 from ngebm_jax.workflows import calibration_study
@@ -57,6 +58,10 @@ def run(config, output, objectives: Sequence[str] = ("baseline", "ngebm"),
   unknown = sorted(set(objectives) - set(objective_registry.names()))
   if unknown:
     raise ValueError(f"unknown objectives {unknown}; choose from {objective_registry.names()}.")
+  for objective in objectives:  # every run's config checked before the first is trained
+    run_config = config.copy_and_resolve_references()
+    run_config.objective = objective
+    config_validation.validate_config(run_config)
   output = os.fspath(output)
   stages = default_stages(config) if stages is None else list(stages)
   evaluator = train_and_evaluate.StageEvaluator(config)  # same data for every objective

@@ -31,6 +31,9 @@ from absl import logging
 import jax
 import numpy as np
 
+import ml_collections
+
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import evaluators as evaluators_lib
@@ -71,6 +74,22 @@ def eval_options(config, overrides: Mapping[str, Any] | None = None
     if name in values:
       values[name] = tuple(values[name])
   return evaluators_lib.EvalOptions(**values)
+
+
+def check_settings(config, overrides: Mapping[str, Any] | None = None) -> None:
+  """Raises ValueError on a setting of the evaluation that is not allowed: the run's config with
+  the caller's `overrides` in place (`config_validation`), before anything is read or written."""
+  overrides = dict(overrides or {})
+  eval_options(config, overrides)  # unknown settings, EvalOptions' own checks
+  checked = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+  for name, value in overrides.items():
+    if name == "data_dir":
+      checked.dataset.data_dir = os.fspath(value)
+    elif name in checked.eval:
+      checked.eval[name] = tuple(value) if isinstance(value, list) else value
+  config_validation.validate_model(checked)
+  config_validation.validate_dataset(checked)
+  config_validation.validate_evaluation(checked)
 
 
 def _describe_model(config) -> str:
@@ -162,9 +181,10 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       apply_fn=lambda p, x: fns.apply_fn(p, x), params=params, images=images, labels=labels,
       ood_images={k: pipeline.to_model_space(v) for k, v in ood_sets.items()},
       key=jax.random.key(int(seed or 0)), options=options, split=split, **validation)
-  logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s with %s.", workdir,
+  plan = evaluators_lib.evaluation_plan(names, inputs)
+  logging.info("Evaluating %s (%s, %s) on %d %s images and OOD sets %s. Plan:\n  %s", workdir,
                config.dataset.name, config.objective, len(labels), split, sorted(ood_sets),
-               names)
+               evaluators_lib.describe_plan(plan))
   plot_dir = output_dir if jax.process_index() == 0 else tempfile.mkdtemp()
   figures = evaluators_lib.run_evaluators(names, inputs, plot_dir)
   figures["meta"] = dict(
@@ -175,6 +195,7 @@ def evaluate_workdir(workdir, output_dir, *, overrides: Mapping[str, Any] | None
       model=_describe_model(config),
       num_params=int(sum(np.size(a) for a in jax.tree.leaves(params))),
       evaluators=names,
+      plan=plan,
       ood_sets=list(ood_sets),
       ood_missing=ood_missing,
       data_dir=config.dataset.data_dir,
@@ -221,6 +242,12 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
   """
   if not workdirs:
     raise ValueError("give at least one workdir.")
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+  ckpt_lib.require_storage_backend(output_dir)  # a gs:// report names the extra it needs
+  for workdir in workdirs:  # every run's settings checked before the first is evaluated
+    ckpt_lib.require_storage_backend(workdir)
+    check_settings(ckpt_lib.load_config(workdir), overrides)
   results = {}
   for name, workdir in zip(run_names(workdirs, names), workdirs):
     results[name] = evaluate_workdir(
@@ -233,4 +260,5 @@ def evaluate_workdirs(workdirs: Sequence[str], output_dir, *,
   return written
 
 
-__all__ = ["SPLITS", "eval_options", "evaluate_workdir", "evaluate_workdirs", "run_names"]
+__all__ = ["SPLITS", "check_settings", "eval_options", "evaluate_workdir", "evaluate_workdirs",
+           "run_names"]

@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax import focus as focus_lib
 from ngebm_jax import reporting
@@ -380,6 +381,8 @@ def run(base: ml_collections.ConfigDict, apply_recipe: ApplyRecipe, output, *,
                      f"human maps and artifact kinds); got {base.dataset.name!r}.")
   output = os.fspath(output)
   runs = plan_runs(base, apply_recipe, recipes, seeds, entropy_sweep, cam_classes)
+  for run_plan in runs.values():  # every run's config checked before the first is trained
+    config_validation.validate_config(run_plan["config"])
   train_results = train_runs(runs, output)
   evals = evaluate_focus_runs(runs)
   salience_json = (measure_salience(runs, output, num_images=num_salience_images,

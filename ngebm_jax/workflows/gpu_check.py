@@ -22,7 +22,7 @@ from etils import epath
 from ngebm_jax import reporting
 from ngebm_jax.benchmarking import report as bench_report
 from ngebm_jax.benchmarking import timing
-from ngebm_jax.training import loop
+from ngebm_jax import config_validation
 from ngebm_jax.workflows import benchmark
 from ngebm_jax.workflows import launch
 from ngebm_jax.workflows import train_and_evaluate
@@ -30,7 +30,7 @@ from ngebm_jax.workflows import train_and_evaluate
 
 def check_config(config) -> None:
   """Fails on a bad `config.gpu_check` (and a CPU-only JAX, per `config.on_cpu`) at once."""
-  loop.check_backend(config)
+  config_validation.check_backend(config)
   g = config.gpu_check
   if not g.batch_sizes or not g.dtypes or not g.objectives:
     raise ValueError("config.gpu_check.batch_sizes, dtypes and objectives must not be empty.")

@@ -16,6 +16,7 @@ import jax
 from absl import logging
 from etils import epath
 
+from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
 from ngebm_jax.data import pipeline
@@ -70,6 +71,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict:
 
   Returns the test results, or `{"preempted": True, ...}` when a signal stopped training.
   """
+  config_validation.validate_config(config, len(devices) if devices is not None else None)
+  ckpt_lib.require_storage_backend(workdir)  # a gs:// workdir names the extra it needs
   launch.use_compilation_cache(config.compilation_cache_dir, workdir)
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
@@ -95,6 +98,7 @@ def train_or_reuse(config, workdir) -> dict:
     ValueError: `workdir` holds a finished run of another config.
     SystemExit: training was interrupted by a signal (run the same command again to resume).
   """
+  config_validation.validate_config(config)
   done = epath.Path(workdir) / RESULTS_FILE
   if done.exists():
     diffs = ckpt_lib.config_differences(ckpt_lib.load_config(workdir), config,
@@ -201,6 +205,7 @@ def train_in_stages(config, workdir, stages, *, evaluator: StageEvaluator | None
     `(results, records)`: `train_or_reuse`'s results of the whole run, and one record per stage
     (see `StageEvaluator`), in step order.
   """
+  config_validation.validate_config(config)
   steps = stage_steps(config, stages)
   path = epath.Path(workdir) / STAGES_FILE
   records = {int(r["step"]): r for r in reporting.read_json(path)} if path.exists() else {}

@@ -9,8 +9,9 @@ are read with `tfds.data_source` (random access, array_record, no TensorFlow), s
   TensorFlow, which TFDS's CIFAR and SVHN builders use to extract and encode).
 - `prepare_from_archives(name, data_dir, archives)`: offline, without TensorFlow, from the
   official files a user downloads by hand (`cifar-10-python.tar.gz`, `cifar-10-binary.tar.gz`,
-  CIFAR-100's two, SVHN's `train_32x32.mat` / `test_32x32.mat` / `extra_32x32.mat`). The
-  builders subclass TFDS's own (`cifar.py`, `svhn.py`; shared helpers in `common.py`), so the name, version, features,
+  CIFAR-100's two, SVHN's `train_32x32.mat` / `test_32x32.mat` / `extra_32x32.mat`, CelebA's
+  `img_align_celeba.zip` and four lists). The builders subclass TFDS's own (`cifar.py`,
+  `svhn.py`, `celeb_a.py`; shared helpers in `common.py`), so the name, version, features,
   label names, example ids and example keys are TFDS's: the result is the dataset TFDS would
   write, readable by plain `tfds.data_source(name, data_dir=...)`, record for record in the same
   order (TFDS orders the records by a hash of the example key, which is the same here).
@@ -42,11 +43,12 @@ def prepare_from_archives(name: str, data_dir: str | os.PathLike,
   """Prepares TFDS dataset `name` in `data_dir` from official archive files, offline.
 
   Args:
-    name: "cifar10", "cifar100" or "svhn_cropped".
+    name: "cifar10", "cifar100", "svhn_cropped" or "celeb_a".
     data_dir: TFDS data directory; the dataset lands in `data_dir/name/version/`.
     archives: CIFAR: one path, the python or the binary archive. SVHN: paths of
       `train_32x32.mat`, `test_32x32.mat` and optionally `extra_32x32.mat` (the split is taken from
-      the file name's prefix); each given file becomes a split.
+      the file name's prefix); each given file becomes a split. CelebA: the five official
+      files (`celeb_a.FILES`).
     strict: also require the official example counts (CIFAR: 10,000 per batch file, 50,000 /
       10,000; SVHN: 73,257 / 26,032 / 531,131, and both train and test). Off, the checks are
       consistency checks only (rows match labels, 3,072 pixels, labels in range), so small
@@ -77,6 +79,9 @@ def prepare_from_archives(name: str, data_dir: str | os.PathLike,
       raise ArchiveError(f"{name}: give exactly one archive (the python or the binary version); "
                          f"got {len(archives)}: {archives}.")
     builder = cifar.prepare(name, archives[0], data_dir, strict=strict)
+  elif name == "celeb_a":
+    from ngebm_jax.data.prepare import celeb_a
+    builder = celeb_a.prepare(archives, data_dir, strict=strict)
   else:
     from ngebm_jax.data.prepare import svhn
     builder = svhn.prepare(archives, data_dir, strict=strict)

@@ -14,9 +14,9 @@ import tempfile
 from absl import logging
 import numpy as np
 
-# Datasets this module can prepare offline from an archive; `celeb_a` only through TFDS.
-ARCHIVE_DATASETS = ("cifar10", "cifar100", "svhn_cropped")
-TFDS_DATASETS = ARCHIVE_DATASETS + ("celeb_a",)
+# Datasets this module can prepare offline from the official files (and through TFDS).
+ARCHIVE_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "celeb_a")
+TFDS_DATASETS = ARCHIVE_DATASETS
 
 # What to download by hand for the offline path (printed in error messages).
 ARCHIVE_HINTS = {
@@ -26,6 +26,9 @@ ARCHIVE_HINTS = {
                  "https://www.cs.toronto.edu/~kriz/cifar.html"),
     "svhn_cropped": ("train_32x32.mat and test_32x32.mat (extra_32x32.mat optional) from "
                      "http://ufldl.stanford.edu/housenumbers/; pass --archive once per file"),
+    "celeb_a": ("img_align_celeba.zip, list_eval_partition.txt, list_attr_celeba.txt, "
+                "list_landmarks_align_celeba.txt and identity_CelebA.txt from "
+                "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html; pass --archive once per file"),
 }
 
 # Digests of the official files (TFDS's url_checksums for the binary CIFAR archives, the

@@ -1,0 +1,213 @@
+"""`validate_config`: every config value checked before any program writes a file.
+
+Every program calls it first (the workflows `train_and_evaluate`, `evaluate_runs`, `benchmark`
+and the studies, and `training.loop.train`): a value that is not allowed fails with the allowed
+values in the message, before a workdir, a checkpoint or a report exists. The allowed values are
+read from the modules that define them (the objective registry, the models, the evaluators), so
+a new objective or evaluator is allowed as soon as it is registered. Checks that need data (is
+the dataset prepared?) are left to the data layer, which fails fast too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+from absl import logging
+
+from ngebm_jax import data as data_lib
+from ngebm_jax import focus as focus_lib
+from ngebm_jax import models
+from ngebm_jax import objectives as objectives_lib
+from ngebm_jax.data import ood as ood_data
+from ngebm_jax.training import objective_registry
+
+MODEL_DTYPES = ("float32", "bfloat16")
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
+  if value not in allowed:
+    raise ValueError(f"config.{name} must be one of {tuple(allowed)}; got {value!r}.")
+
+
+def _subset_of(name: str, values: Sequence[Any], allowed: Sequence[Any]) -> None:
+  if isinstance(values, str):
+    raise ValueError(f"config.{name} must be a tuple of names from {tuple(allowed)}; got the "
+                     f"string {values!r} (write ({values!r},)).")
+  bad = [v for v in values if v not in allowed]
+  if bad:
+    raise ValueError(f"config.{name} must hold only values from {tuple(allowed)}; got {bad}.")
+
+
+def _number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+  """`value` must be a (finite) number in the interval; the message states the interval."""
+  left = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+  right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+  interval = f"{left}, {right}"
+  kind = "an integer" if integer else "a number"
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  if ok and integer:
+    ok = int(value) == value
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if not ok:
+    raise ValueError(f"config.{name} must be {kind} in {interval}; got {value!r}.")
+
+
+def validate_training(config, num_devices: int) -> None:
+  """The objective's, optimizer's and loop's fields (batch sizes over `num_devices`)."""
+  _one_of("objective", config.objective, objective_registry.names())
+  _one_of("ngebm.grad_mode", config.ngebm.grad_mode, objectives_lib.GRAD_MODES)
+  _number("ngebm.beta", config.ngebm.beta, low=0)
+  _number("ngebm.gamma", config.ngebm.gamma, low=0)
+  s = config.sgld
+  _number("sgld.num_steps", s.num_steps, low=1, integer=True)
+  _number("sgld.step_size", s.step_size, low=0, low_open=True)
+  _number("sgld.noise_std", s.noise_std, low=0)
+  _number("sgld.buffer_size", s.buffer_size, low=1, integer=True)
+  _number("sgld.reinit_prob", s.reinit_prob, low=0, high=1)
+  _number("sgld.energy_l2", s.energy_l2, low=0)
+  if s.unroll is not None:
+    _number("sgld.unroll", s.unroll, low=1, integer=True)
+  f = config.focus
+  _one_of("focus.entropy_form", f.entropy_form, focus_lib.ENTROPY_FORMS)
+  _one_of("focus.cam_class", f.cam_class, focus_lib.CAM_CLASSES)
+  _number("focus.alpha", f.alpha, low=0, high=1)
+  for name in ("ce_weight", "human_weight", "entropy_weight"):
+    _number(f"focus.{name}", f[name], low=0)
+  _number("focus.start_step", f.start_step, low=0, integer=True)
+  _number("focus.ramp_steps", f.ramp_steps, low=0, integer=True)
+  _optimizer_and_loop(config, num_devices)
+
+
+def validate_model(config) -> None:
+  """`config.model`: architecture name, dtype and sizes."""
+  m = config.model
+  _one_of("model.name", m.name, models.MODEL_NAMES)
+  _one_of("model.dtype", m.dtype, MODEL_DTYPES)
+  _number("model.width", m.width, low=1, integer=True)
+  _number("model.dropout_rate", m.dropout_rate, low=0, high=1, high_open=True)
+  if m.name == "wide_resnet" and (m.depth < 10 or (m.depth - 4) % 6):
+    raise ValueError(f"config.model.depth of a wide_resnet must be 6 n + 4 with n >= 1 (10, 16, "
+                     f"22, 28, ...); got {m.depth!r}.")
+
+
+def _optimizer_and_loop(config, num_devices: int) -> None:
+  o = config.optimizer
+  _number("optimizer.learning_rate", o.learning_rate, low=0, low_open=True)
+  _number("optimizer.warmup_steps", o.warmup_steps, low=0, integer=True)
+  _number("optimizer.decay_rate", o.decay_rate, low=0, low_open=True)
+  _number("optimizer.b1", o.b1, low=0, high=1, high_open=True)
+  _number("optimizer.b2", o.b2, low=0, high=1, high_open=True)
+  _number("optimizer.weight_decay", o.weight_decay, low=0)
+  for e in o.decay_epochs:
+    _number("optimizer.decay_epochs (each)", e, low=0)
+
+  _number("batch_size", config.batch_size, low=1, integer=True)
+  for name, size in (("batch_size", config.batch_size),
+                     ("eval.batch_size", config.eval.batch_size)):
+    if size % num_devices:
+      raise ValueError(f"config.{name} ({size}) must be divisible by the number of devices "
+                       f"({num_devices}).")
+  if config.num_steps <= 0 and config.num_epochs <= 0:
+    raise ValueError("Set config.num_steps or config.num_epochs to a positive number.")
+  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    _number(field, config[field], low=1, integer=True)
+  _number("max_abs_loss", config.max_abs_loss, low=0, low_open=True)
+  _number("max_restarts", config.max_restarts, low=0, integer=True)
+
+
+def validate_dataset(config) -> None:
+  """`config.dataset` (and whether the objective's data needs are met)."""
+  d = config.dataset
+  info = data_lib.dataset_info(config)  # an unknown name raises with the allowed ones
+  if objective_registry.needs_human_maps(config) and not info.human_maps:
+    raise ValueError(
+        f"objective {config.objective!r} with these config.focus weights needs human salience "
+        f"maps, and dataset {info.name!r} has none. Train it on the focus task "
+        f"(--config.dataset.name={data_lib.FOCUS_TASK}, e.g. --config=configs/focus.py:cyborg), "
+        "or use objective 'focus' with focus.human_weight=0.")
+  _number("dataset.noise_std", d.noise_std, low=0)
+  _number("dataset.num_workers", d.num_workers, low=0, integer=True)
+  _number("dataset.seed", d.seed, low=0, integer=True)
+  _number("dataset.split_seed", d.split_seed, low=0, integer=True)
+  if info.name == data_lib.FOCUS_TASK:
+    from ngebm_jax.data.procedural import focus_task  # pylint: disable=g-import-not-at-top
+    _subset_of("dataset.train_kinds", d.train_kinds, focus_task.KINDS)
+    _subset_of("dataset.open_set_kinds", d.open_set_kinds, focus_task.KINDS)
+
+
+def validate_evaluation(config) -> None:
+  """`config.eval`: evaluator names, OOD sets and scores, attack protocol and sizes."""
+  # Imported here: the training loop imports this module, and the evaluators (matplotlib) are
+  # not its to load.
+  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.evaluation import evaluators as evaluators_lib
+  from ngebm_jax.evaluation import ood as ood_scores
+  from ngebm_jax.evaluation import robustness
+  # pylint: enable=g-import-not-at-top
+  e = config.eval
+  _subset_of("eval.evaluators", e.evaluators, tuple(evaluators_lib.EVALUATORS))
+  _subset_of("eval.ood_scores", e.ood_scores, ood_scores.SCORE_NAMES)
+  _subset_of("eval.robustness_norms", e.robustness_norms, robustness.NORMS)
+  _one_of("eval.robustness_protocol", e.robustness_protocol, robustness.PROTOCOLS)
+  known_ood = (*sorted(ood_data.OOD_DATASETS), *ood_data.SYNTHETIC_OOD)
+  _subset_of("eval.ood_sets", e.ood_sets, known_ood)
+  for name in e.ood_sets:
+    if ood_data.OOD_DATASETS.get(name) == config.dataset.name:
+      raise ValueError(f"config.eval.ood_sets holds {name!r}, the in-distribution dataset, not "
+                       "an OOD set.")
+  for name in ("batch_size", "num_bins", "pgd_steps", "binary_search_steps", "noise_copies",
+               "robustness_num_examples"):
+    _number(f"eval.{name}", e[name], low=1, integer=True)
+  _number("eval.seed", e.seed, low=0, integer=True)
+  _number("eval.refine_steps", e.refine_steps, low=0, integer=True)
+  _number("eval.refine_noise_std", e.refine_noise_std, low=0)
+  if e.max_examples is not None:
+    _number("eval.max_examples", e.max_examples, low=1, integer=True)
+  if e.pgd_step_size is not None:
+    _number("eval.pgd_step_size", e.pgd_step_size, low=0, low_open=True)
+  for norm in robustness.NORMS:
+    for eps in e[f"epsilons_{norm}"]:
+      _number(f"eval.epsilons_{norm} (each)", eps, low=0)
+
+
+ON_CPU = ("run", "warn", "refuse")
+INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
+                "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
+                "'.[cuda12]', '.[tpu]')")
+
+
+def check_backend(config, backend: str | None = None) -> None:
+  """Refuses, or warns about, a config meant for accelerators on a CPU-only JAX (`on_cpu`)."""
+  if config.on_cpu not in ON_CPU:
+    raise ValueError(f"config.on_cpu must be one of {ON_CPU}; got {config.on_cpu!r}.")
+  backend = backend or jax.default_backend()
+  if backend != "cpu" or config.on_cpu == "run":
+    return
+  if config.on_cpu == "refuse":
+    raise ValueError(
+        f"This config is meant for a GPU or TPU, and JAX {jax.__version__} found only the CPU: "
+        f"{INSTALL_HINT}. To run it on the CPU anyway (tests, a trial), add "
+        "--config.on_cpu=run.")
+  logging.warning("This config is meant for a GPU or TPU, and JAX found only the CPU (slow: "
+                  "days for the full recipe). To use an accelerator, %s.", INSTALL_HINT)
+
+
+def validate_config(config, num_devices: int | None = None) -> None:
+  """Raises ValueError, naming the field and its allowed values, on any value not allowed.
+
+  Args:
+    config: a run's `ml_collections.ConfigDict` (configs/default.py declares every field).
+    num_devices: devices of the data-parallel mesh (batch sizes must divide over them);
+      default: all devices.
+  """
+  check_backend(config)
+  validate_training(config, num_devices or jax.device_count())
+  validate_model(config)
+  validate_dataset(config)
+  validate_evaluation(config)
