@@ -30,10 +30,33 @@ demo: $(STAMP)
 # $(VENV)/.installed-accelerator (delete it to install another). SKIP_INSTALL=1 uses $(PY) as
 # it is (e.g. PY=python3 for an environment that has the accelerator build, on a machine
 # without network).
-.PHONY: accelerator gpu-check
+.PHONY: accelerator gpu-check offline-site
 ACCEL ?=
 ACCEL_STAMP := $(VENV)/.installed-accelerator
 INSTALL_ACCEL := $(if $(SKIP_INSTALL),,$(ACCEL_STAMP))
+
+# A machine without network whose Python already has JAX's accelerator build (a GPU image with
+# jax, flax, optax and orbax): `make wheels` on a machine with network downloads, for that
+# Python ($(WHEELS_PYTHON), x86-64 Linux), the packages such images lack into $(WHEELS); copy
+# the repository there and run `make gpu-check SKIP_INSTALL=1 PY=python3 WHEELS=.whl`, which
+# unpacks them into $(WHEELS)/site (nothing is installed into that Python) and runs with them.
+WHEELS_PYTHON ?= 3.12
+OFFLINE_PACKAGES ?= ml-collections grain tensorflow-datasets tensorboardX importlib_resources \
+  array-record dm-tree docstring-parser googleapis-common-protos immutabledict portpicker \
+  simple-parsing tensorflow-metadata termcolor toml
+OFFLINE_SDISTS ?= promise  # published as source only: built here into a pure-Python wheel
+WHEEL_PLATFORMS := $(foreach n,2_28 2_27 2_17 2014 1,--platform manylinux$(if $(filter 2014 1,$(n)),$(n),_$(n))_x86_64)
+RUN_ENV := $(if $(WHEELS),PYTHONPATH=$(abspath $(WHEELS))/site:$(CURDIR) ,)
+
+.PHONY: wheels
+wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+	  --python-version $(WHEELS_PYTHON) $(WHEEL_PLATFORMS) -d $(or $(WHEELS),.whl) $(OFFLINE_PACKAGES)
+	$(PYTHON) -m pip wheel --quiet --no-deps -w $(or $(WHEELS),.whl) $(OFFLINE_SDISTS)
+
+offline-site:
+	$(if $(WHEELS),$(PY) -m pip install --quiet --no-index --no-deps --no-compile --upgrade \
+	  --target $(WHEELS)/site $(WHEELS)/*.whl,@true)
 
 accelerator:
 	@ACCEL='$(ACCEL)' sh tools/accelerator.sh >/dev/null
@@ -49,8 +72,8 @@ $(ACCEL_STAMP): setup.cfg pyproject.toml | accelerator
 # bfloat16, baseline / NG-EBM / SGLD-EBM K = 20; step time, images/s, MFU, peak memory, compile
 # time -> $(BENCH)/benchmark.md. PROFILE=1 adds a profiler trace in $(BENCH)/trace.
 BENCH ?= runs/bench_gpu
-bench-gpu: accelerator $(INSTALL_ACCEL)
-	$(PY) -m experiments.benchmark --config=configs/benchmark_gpu.py --output=$(BENCH) \
+bench-gpu: accelerator $(INSTALL_ACCEL) offline-site
+	$(RUN_ENV)$(PY) -m experiments.benchmark --config=configs/benchmark_gpu.py --output=$(BENCH) \
 	  --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
 	  --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents --nopytorch \
 	  $(if $(PROFILE),--profile_dir=$(BENCH)/trace)
@@ -59,8 +82,8 @@ bench-gpu: accelerator $(INSTALL_ACCEL)
 # H100, install included): the benchmark grid above plus a few hundred steps of the training
 # loop with its real input pipeline -> $(GPU_CHECK)/gpu_check.{json,md}.
 GPU_CHECK ?= runs/gpu_check
-gpu-check: accelerator $(INSTALL_ACCEL)
-	$(PY) -m experiments.gpu_check --config=configs/gpu_check.py --output=$(GPU_CHECK)
+gpu-check: accelerator $(INSTALL_ACCEL) offline-site
+	$(RUN_ENV)$(PY) -m experiments.gpu_check --config=configs/gpu_check.py --output=$(GPU_CHECK)
 
 # The API reference is built with warnings as errors: a broken docstring fails the tests.
 test: $(STAMP)
