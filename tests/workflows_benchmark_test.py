@@ -112,7 +112,7 @@ def test_race_trains_past_the_target_until_the_budget():
   mesh = spmd.make_mesh(jax.devices()[:1])
   sources = data_lib.get_sources(config)
   (variant,), _ = step_programs.make_variants(config, ["baseline"])
-  batch = spmd.host_to_global(mesh, next(loop.train_iterator(config, sources["train"])))
+  batch = next(loop.train_iterator(config, sources["train"], mesh))
   program = step_programs.build_step(variant, mesh, batch, num_classes=10,
                                      image_shape=(32, 32, 3), steps_per_epoch=8)
   # Any accuracy reaches this target at the first validation; the budget keeps it training.

@@ -32,6 +32,7 @@ from absl import logging
 
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
+from ngebm_jax.data import device_input
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import inference
@@ -44,8 +45,8 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 # Config fields that may change between a run and its resumption without changing the result.
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
-                    "dataset.data_dir", "dataset.num_workers", "eval", "compilation_cache_dir",
-                    "max_restarts")
+                    "dataset.data_dir", "dataset.num_workers", "dataset.prefetch", "eval",
+                    "compilation_cache_dir", "max_restarts")
 RESTARTS_FILE = "restarts.json"
 
 
@@ -117,6 +118,8 @@ def _check_writable(workdir) -> None:
 
 def _check_first_batch(batch: dict) -> None:
   x = batch["image"]
+  if isinstance(x, jax.Array):
+    x = np.asarray(x.addressable_data(0))  # this process's first shard is enough
   if not np.issubdtype(x.dtype, np.floating):
     raise ValueError(f"Training images must be float in about [-1, 1]; got dtype {x.dtype}.")
   peak = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else 0.0
@@ -132,9 +135,11 @@ def num_train_steps(config, num_train_examples: int) -> int:
   return int(config.num_epochs * num_train_examples // config.batch_size)
 
 
-def train_iterator(config, source, *, seed_offset: int = 0):
-  """The stream of training batches of `config` (this process's slice of each global batch).
+def train_iterator(config, source, mesh, *, seed_offset: int = 0):
+  """The stream of global training batches of `config` on `mesh`, augmented on the devices.
 
+  This process reads its slice of each global batch; `device_input.DeviceIterator` ships it as
+  uint8 and crops, flips and adds noise on the devices, `config.dataset.prefetch` batches ahead.
   Flips follow `config.dataset.flip`, or when it is unset the dataset's default (none for SVHN).
   """
   d = config.dataset
@@ -144,8 +149,10 @@ def train_iterator(config, source, *, seed_offset: int = 0):
       noise_std=d.noise_std, num_workers=d.num_workers, seed=config.seed + seed_offset,
       poison_batch=d.poison_batch,
       unlabelled_batch=objective_registry.needs_unlabelled_batch(config))
-  return iter(pipeline.train_dataset(source, options, process_index=jax.process_index(),
+  host = iter(pipeline.train_dataset(source, options, process_index=jax.process_index(),
                                      process_count=jax.process_count()))
+  return device_input.DeviceIterator(host, options, spmd.batch_sharding(mesh),
+                                     prefetch=d.prefetch)
 
 
 def steps_per_epoch(config, num_train_examples: int) -> int:
@@ -265,7 +272,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
                sum(x.size for x in jax.tree.leaves(params)), mesh.size)
 
   ckpts = ckpt_lib.Checkpoints(workdir)
-  train_iter = train_iterator(config, sources["train"])
+  train_iter = train_iterator(config, sources["train"], mesh)
   restarts = read_restarts(workdir)
   restored = ckpts.restore_latest(state)
   resumed_from = None
@@ -329,7 +336,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
     ckpts.wait()
     number = len(restarts) + 1
     restored = ckpts.restore_latest(state)
-    train_iter = train_iterator(config, sources["train"])
+    train_iter = train_iterator(config, sources["train"], mesh)
     if restored is None:
       new_state = init_train_state(config, objective, ckpt_lib.model_from_config(
           config, info.num_classes)[1], optimizer, info.image_shape, mesh)
@@ -364,7 +371,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
           if first:
             _check_first_batch(batch)
             first = False
-          state, metrics = train_step(state, spmd.host_to_global(mesh, batch))
+          state, metrics = train_step(state, batch)
           pending.append((step, metrics))
           step += 1
           if progress is not None:

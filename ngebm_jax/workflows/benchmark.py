@@ -220,7 +220,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
 
   programs, batches = [], []
   for v in variants:
-    batch = spmd.host_to_global(mesh, next(loop.train_iterator(v.config, sources["train"])))
+    batch = next(loop.train_iterator(v.config, sources["train"], mesh))
     programs.append(build_step(
         v, mesh, batch, num_classes=info.num_classes, image_shape=info.image_shape,
         steps_per_epoch=loop.steps_per_epoch(v.config, len(sources["train"]))))
