@@ -103,6 +103,19 @@ def test_report_files(tiny_run):
   assert f"| {baseline['val_accuracy']:.3f} | {baseline['val_ece']:.3f} |" in table
 
 
+def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
+  output, results, _ = tiny_run
+  t = results["train_loop"]
+  assert t["variant"] == "baseline" and t["rounds"] == 3 and t["steps_per_round"] == 2
+  assert t["train_loop_images_per_s"] > 0 and t["step_alone_images_per_s"] > 0
+  assert results["pipeline_efficiency"] == pytest.approx(
+      t["train_loop_images_per_s"] / t["step_alone_images_per_s"])
+  images = t["steps_per_round"] * results["setup"]["batch_size"]
+  assert t["train_loop_images_per_s"] == pytest.approx(images / np.median(t["train_loop_round_s"]))
+  assert f"pipeline efficiency **{results['pipeline_efficiency']:.3f}**" in (
+      output / "benchmark.md").read_text()
+
+
 def test_race_trains_past_the_target_until_the_budget():
   import jax  # pylint: disable=g-import-not-at-top
   from ngebm_jax import data as data_lib  # pylint: disable=g-import-not-at-top

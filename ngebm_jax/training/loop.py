@@ -4,7 +4,8 @@
 states, the best parameters by validation accuracy, `metrics.jsonl` and TensorBoard events
 (see `checkpoints.py` for the layout). Re-running it on the same workdir resumes where the last
 checkpoint left off, with the same data order and keys, so the result equals an uninterrupted
-run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return.
+run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return; with several
+processes, a signal to any one of them stops all at the same step (`_PreemptionFlag`).
 
 Divergence: a step whose loss or gradients are not finite, or whose `|loss|` exceeds
 `config.max_abs_loss` (a finite blow-up; JEM's code stops at 1e8), is never applied (see
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 from absl import logging
+from jax.experimental import multihost_utils
 
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
@@ -216,20 +218,44 @@ class Validator:
 
 
 class _PreemptionFlag:
-  """Set by SIGTERM/SIGINT; the loop saves and returns at the next step boundary."""
+  """SIGTERM/SIGINT: every process saves the same step's checkpoint and returns.
+
+  One process: a handler notes the signal; the loop stops after the next step. Several
+  processes: they must agree on the step, or the collective save waits forever for a process
+  that stopped elsewhere. `jax.distributed`'s preemption sync manager catches SIGTERM on any
+  process and tells the others through the coordination service, which picks a step every
+  process has yet to reach (the largest step reported, plus one);
+  `multihost_utils.reached_preemption_sync_point(step)` is true at that step on every process.
+  It is a local check, with no collective per step: 2.2 microseconds a call, measured with two
+  CPU processes (load average about 20), against steps of milliseconds. A reduced flag would
+  cost a blocking collective, and a host sync, every step it is checked. Python must not take SIGTERM over from it, so with several processes
+  only SIGINT gets a handler here, which raises SIGTERM for the sync manager to see.
+  """
 
   def __init__(self):
     self.signum = None
     self._previous = {}
+    self._agreed = jax.process_count() > 1
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
+      for sig in (signal.SIGINT,) if self._agreed else (signal.SIGTERM, signal.SIGINT):
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     self.signum = signum
+    if self._agreed:
+      os.kill(os.getpid(), signal.SIGTERM)  # to the sync manager's own handler
+
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step` (call it once per step, on every process)."""
+    if self._agreed:
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.signum = self.signum or signal.SIGTERM
+        return True
+      return False
+    return self.signum is not None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -377,7 +403,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
           if progress is not None:
             progress.update(1)
           done = step == total
-          stop = preemption.signum is not None
+          stop = preemption.reached(step)
           if step % config.log_every_steps == 0 or done or stop:
             mean = flush()
             if mean:

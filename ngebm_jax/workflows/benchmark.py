@@ -10,6 +10,8 @@ dtype (or a grid of batches and dtypes), with the pieces of `ngebm_jax.benchmark
   and the MFU against the device's peak where it is known;
 - the PyTorch peer (`pytorch_peer`): the reference's steps in PyTorch, each timed right after
   ours of the same name, when torch is installed (CPU runs);
+- the training loop's own throughput (`train_loop.throughput`): the real input pipeline feeding
+  the baseline's step, images/s beside the step alone, and their ratio `pipeline_efficiency`;
 - the pieces of a step (`timing.component_times`), ours and PyTorch's, to show where the time
   goes;
 - the largest batch that fits a memory budget (`memory_fit`), optionally;
@@ -39,6 +41,7 @@ from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import race
 from ngebm_jax.benchmarking import report
 from ngebm_jax.benchmarking import timing
+from ngebm_jax.benchmarking import train_loop
 from ngebm_jax.benchmarking import xla_costs
 from ngebm_jax.benchmarking.step_programs import DEFAULT_SGLD_STEPS
 from ngebm_jax.benchmarking.step_programs import build_step
@@ -237,7 +240,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   device_peak = (xla_costs.peak_flops(env["device_kind"], dtype) if env["backend"] != "cpu"
                  else None)
   per_device_batch = config.batch_size // mesh.size
-  rows, comps = [], None
+  rows, comps, loop_figures = [], None, None
   try:
     timings = (timing.step_benchmark(programs, batches, steps=steps, warmup=warmup,
                                      devices=mesh.local_devices, peer=peer) if programs else [])
@@ -252,6 +255,14 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                    r["name"], r["framework"], 1e3 * r["median_s"], 1e3 * r["p10_s"],
                    1e3 * r["p90_s"], r["ratio_to_baseline"] or float("nan"))
     env["load_average_after_steps"] = timing.load_average()
+    if programs:
+      loop_program = next((p for p in programs if p.variant.name == "baseline"), programs[0])
+      loop_figures = train_loop.throughput(loop_program, loop_program.variant.config,
+                                           sources["train"], mesh, steps=max(2, steps // 2))
+      loop_figures["load_average"] = timing.load_average()
+      logging.info("Training loop (%s): %.0f images/s, step alone %.0f: pipeline efficiency "
+                   "%.3f.", loop_figures["variant"], loop_figures["train_loop_images_per_s"],
+                   loop_figures["step_alone_images_per_s"], loop_figures["pipeline_efficiency"])
     if components and programs:
       comps = _components(programs, batches, mesh, per_device_batch, steps, peer)
     if peer is not None:
@@ -288,6 +299,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
       "pytorch": peer_info,
       "steps": rows,
       "ratios": ratios,
+      "train_loop": loop_figures,
+      "pipeline_efficiency": loop_figures["pipeline_efficiency"] if loop_figures else None,
       "components_s": comps,
       "memory_fit": fit,
       "end_to_end": e2e,

@@ -1,0 +1,66 @@
+"""The training loop's own throughput: the real input pipeline feeding the step.
+
+The step benchmark (`timing.step_benchmark`) reuses one device batch, so it times the step's
+compute and nothing of the input pipeline. Here the same compiled step is fed as the trainer
+feeds it (`loop.train_iterator`: grain batches uint8 images on the host, they go to the devices
+and are cropped, flipped and noised there, `config.dataset.prefetch` batches ahead), `steps`
+steps back to back with one block at the end, as training runs them. The step alone is timed
+the same way (back to back, one block) on one reused batch, in rounds that alternate with the
+pipeline's, so both see the same load; `pipeline_efficiency` is the loop's images/s over the
+step's alone: 1 when the pipeline hides entirely behind the step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from ngebm_jax.benchmarking.step_programs import StepProgram
+from ngebm_jax.training import loop
+
+
+def _run(program: StepProgram, state, next_batch, steps: int):
+  """`steps` steps back to back, one block at the end: `(state, seconds)`."""
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, _ = program.compiled(state, next_batch())
+  jax.block_until_ready(state)
+  return state, time.perf_counter() - start
+
+
+def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
+               rounds: int = 3) -> dict:
+  """Images/s of `program` fed by the real pipeline over `source`, and of the step alone.
+
+  Args:
+    program: a compiled train step (`step_programs.build_step`) of `config`.
+    config: the training config (batch size, augmentation, noise, prefetch).
+    source: the training source (`data.get_sources(config)["train"]`).
+    mesh: the data-parallel mesh the step was compiled for.
+    steps: steps per timed run.
+    rounds: timed runs of each kind, alternating (the median run counts).
+
+  Returns:
+    `{"train_loop_images_per_s", "step_alone_images_per_s", "pipeline_efficiency", ...}`.
+  """
+  if steps < 1 or rounds < 1:
+    raise ValueError(f"steps and rounds must be >= 1; got {steps}, {rounds}.")
+  batches = loop.train_iterator(config, source, mesh)
+  state = program.init_state()
+  fixed = next(batches)
+  state, _ = _run(program, state, lambda: next(batches), 2)  # warm: compile and fill the prefetch
+  loop_s, alone_s = [], []
+  for _ in range(rounds):
+    state, seconds = _run(program, state, lambda: next(batches), steps)
+    loop_s.append(seconds)
+    state, seconds = _run(program, state, lambda: fixed, steps)
+    alone_s.append(seconds)
+  images = steps * config.batch_size
+  loop_ips, alone_ips = images / float(np.median(loop_s)), images / float(np.median(alone_s))
+  return {"train_loop_images_per_s": loop_ips, "step_alone_images_per_s": alone_ips,
+          "pipeline_efficiency": loop_ips / alone_ips, "variant": program.variant.name,
+          "steps_per_round": int(steps), "rounds": int(rounds),
+          "train_loop_round_s": loop_s, "step_alone_round_s": alone_s,
+          "prefetch": int(config.dataset.prefetch), "num_workers": int(config.dataset.num_workers)}
