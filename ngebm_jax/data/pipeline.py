@@ -11,9 +11,9 @@ flips, scales and adds noise on the device (`augment.py`), a few batches ahead o
 The augmentation of batch `i` is keyed by `fold_in(data key, i)`, and grain's iterator state is
 the batch position, so the stream is the same on every run and after a resume.
 
-Grain worker processes (`num_workers > 0`) only read and stack here; on the embedded data they
-cost more than they save (measured in `device_input.py`'s docstring), but a source that decodes
-images (a `tfds.data_source` of PNGs) can use them.
+Grain worker processes (`num_workers > 0`) only read, decode and stack here; on in-memory data
+they cost more than they save (measured in `device_input.py`'s docstring), while a source that
+decodes images (a `tfds.data_source` of PNGs) can use them.
 
 Multi-host: each process reads the slice `process_index::process_count` of every global batch
 order, so the global batch is the concatenation of the local ones.
