@@ -108,12 +108,19 @@ def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
   t = results["train_loop"]
   assert t["variant"] == "baseline" and t["rounds"] == 3 and t["steps_per_round"] == 2
   assert t["train_loop_images_per_s"] > 0 and t["step_alone_images_per_s"] > 0
+  assert t["pipeline_alone_s_per_batch"] > 0
   assert results["pipeline_efficiency"] == pytest.approx(
       t["train_loop_images_per_s"] / t["step_alone_images_per_s"])
   images = t["steps_per_round"] * results["setup"]["batch_size"]
   assert t["train_loop_images_per_s"] == pytest.approx(images / np.median(t["train_loop_round_s"]))
   assert f"pipeline efficiency **{results['pipeline_efficiency']:.3f}**" in (
       output / "benchmark.md").read_text()
+
+
+def test_training_loop_throughput_refuses_empty_runs():
+  from ngebm_jax.benchmarking import train_loop  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="steps and rounds"):
+    train_loop.throughput(None, None, None, None, steps=0)
 
 
 def test_race_trains_past_the_target_until_the_budget():

@@ -101,7 +101,8 @@ def train_loop_lines(results: dict) -> list[str]:
           f"**{t['train_loop_images_per_s']:.0f} images/s**; the same step alone on one reused "
           f"batch, in alternating rounds: {t['step_alone_images_per_s']:.0f} images/s; "
           f"pipeline efficiency **{t['pipeline_efficiency']:.3f}** (prefetch "
-          f"{t['prefetch']}, {t['num_workers']} grain workers).", ""]
+          f"{t['prefetch']}, {t['num_workers']} grain workers; the pipeline alone: "
+          f"{1e3 * t['pipeline_alone_s_per_batch']:.1f} ms a batch).", ""]
 
 
 def race_markdown(results: dict) -> list[str]:

@@ -7,7 +7,9 @@ and are cropped, flipped and noised there, `config.dataset.prefetch` batches ahe
 steps back to back with one block at the end, as training runs them. The step alone is timed
 the same way (back to back, one block) on one reused batch, in rounds that alternate with the
 pipeline's, so both see the same load; `pipeline_efficiency` is the loop's images/s over the
-step's alone: 1 when the pipeline hides entirely behind the step.
+step's alone: 1 when the pipeline hides entirely behind the step. The pipeline is also timed
+alone (`pipeline_alone_s_per_batch`: batches read, put and augmented, with a block on each), the
+most it could add to a step where it does not overlap it (on a CPU both share the cores).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
     rounds: timed runs of each kind, alternating (the median run counts).
 
   Returns:
-    `{"train_loop_images_per_s", "step_alone_images_per_s", "pipeline_efficiency", ...}`.
+    `{"train_loop_images_per_s", "step_alone_images_per_s", "pipeline_efficiency",
+    "pipeline_alone_s_per_batch", ...}`.
   """
   if steps < 1 or rounds < 1:
     raise ValueError(f"steps and rounds must be >= 1; got {steps}, {rounds}.")
@@ -57,10 +60,15 @@ def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
     loop_s.append(seconds)
     state, seconds = _run(program, state, lambda: fixed, steps)
     alone_s.append(seconds)
+  start = time.perf_counter()
+  for _ in range(steps):
+    jax.block_until_ready(next(batches))
+  pipeline_s = (time.perf_counter() - start) / steps
   images = steps * config.batch_size
   loop_ips, alone_ips = images / float(np.median(loop_s)), images / float(np.median(alone_s))
   return {"train_loop_images_per_s": loop_ips, "step_alone_images_per_s": alone_ips,
           "pipeline_efficiency": loop_ips / alone_ips, "variant": program.variant.name,
           "steps_per_round": int(steps), "rounds": int(rounds),
           "train_loop_round_s": loop_s, "step_alone_round_s": alone_s,
+          "pipeline_alone_s_per_batch": pipeline_s,
           "prefetch": int(config.dataset.prefetch), "num_workers": int(config.dataset.num_workers)}
