@@ -82,12 +82,9 @@ def _run_pair(workdir, *overrides, timeout=300):
 
 
 def _final_params(workdir):
+  """The run's best parameters: its last step's, when it validates only at the end."""
   from ngebm_jax.training import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
-  ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
-  try:
-    return ckpts.read_state()["params"]
-  finally:
-    ckpts.close()
+  return ckpt_lib.load_run(workdir)[2]
 
 
 def _preempt_process_1(workdir, *overrides):
