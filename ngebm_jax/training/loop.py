@@ -227,9 +227,10 @@ class _PreemptionFlag:
   process has yet to reach (the largest step reported, plus one);
   `multihost_utils.reached_preemption_sync_point(step)` is true at that step on every process.
   It is a local check, with no collective per step: 2.2 microseconds a call, measured with two
-  CPU processes (load average about 20), against steps of milliseconds. A reduced flag would
-  cost a blocking collective, and a host sync, every step it is checked. Python must not take SIGTERM over from it, so with several processes
-  only SIGINT gets a handler here, which raises SIGTERM for the sync manager to see.
+  CPU processes (load average about 20), against steps of milliseconds; a flag reduced across
+  processes would cost a blocking collective, and a host sync, at every step it is checked.
+  Python must not take SIGTERM over from the sync manager, so with several processes only
+  SIGINT gets a handler here, which raises SIGTERM for the sync manager to see.
   """
 
   def __init__(self):
