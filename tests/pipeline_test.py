@@ -21,8 +21,8 @@ def _source(n=64, with_map=False):
   return pipeline.ArraySource(arrays)
 
 
-def _device_stream(options, source=None, prefetch=2):
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+def _device_stream(options, source=None, prefetch=2, num_devices=None):
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), ("data",))
   host = iter(pipeline.train_dataset(source or _source(), options))
   return device_input.DeviceIterator(host, options, NamedSharding(mesh, P("data")),
                                      prefetch=prefetch)
@@ -67,6 +67,17 @@ def test_device_batch_is_the_augmentation_of_the_host_batch():
   np.testing.assert_array_equal(np.asarray(batch["human_map"]), np.asarray(maps["human_map"]))
   np.testing.assert_array_equal(np.asarray(batch["label"]), host["label"])
   assert "batch_index" not in batch
+
+
+def test_eight_devices_see_the_batches_one_device_sees():
+  options = pipeline.PipelineOptions(batch_size=16, seed=3, unlabelled_batch=True)
+  many, one = _device_stream(options), _device_stream(options, num_devices=1)
+  assert jax.device_count() == 8
+  for _ in range(2):
+    a, b = next(many), next(one)
+    assert len(a["image"].sharding.device_set) == 8
+    for k in ("image", "image_unlabelled", "label"):
+      np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
 
 
 def test_poison_batch_is_nan_and_only_it():
