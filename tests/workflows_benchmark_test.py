@@ -106,14 +106,15 @@ def test_report_files(tiny_run):
 def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
   output, results, _ = tiny_run
   t = results["train_loop"]
-  assert t["variant"] == "baseline" and t["rounds"] == 3 and t["steps_per_round"] == 2
+  assert t["variant"] == "baseline" and t["rounds"] == 5 and t["steps_per_round"] == 2
   assert t["train_loop_images_per_s"] > 0 and t["step_alone_images_per_s"] > 0
   assert t["pipeline_alone_s_per_batch"] > 0
-  assert results["pipeline_efficiency"] == pytest.approx(
-      t["train_loop_images_per_s"] / t["step_alone_images_per_s"])
+  assert len(t["train_loop_round_s"]) == len(t["step_alone_round_s"]) == 5
+  assert results["pipeline_efficiency"] == pytest.approx(np.median(
+      np.asarray(t["step_alone_round_s"]) / np.asarray(t["train_loop_round_s"])))
   images = t["steps_per_round"] * results["setup"]["batch_size"]
   assert t["train_loop_images_per_s"] == pytest.approx(images / np.median(t["train_loop_round_s"]))
-  assert f"pipeline efficiency **{results['pipeline_efficiency']:.3f}**" in (
+  assert f"over the loop's) **{results['pipeline_efficiency']:.3f}**" in (
       output / "benchmark.md").read_text()
 
 

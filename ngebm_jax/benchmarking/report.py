@@ -99,8 +99,9 @@ def train_loop_lines(results: dict) -> list[str]:
   return [f"Training loop ({t['variant']}, the real input pipeline feeding the step, "
           f"{t['steps_per_round']} steps back to back, median of {t['rounds']} rounds): "
           f"**{t['train_loop_images_per_s']:.0f} images/s**; the same step alone on one reused "
-          f"batch, in alternating rounds: {t['step_alone_images_per_s']:.0f} images/s; "
-          f"pipeline efficiency **{t['pipeline_efficiency']:.3f}** (prefetch "
+          f"batch, in the same rounds: {t['step_alone_images_per_s']:.0f} images/s; "
+          f"pipeline efficiency (median over rounds of the step alone's time over the loop's) "
+          f"**{t['pipeline_efficiency']:.3f}** (prefetch "
           f"{t['prefetch']}, {t['num_workers']} grain workers; the pipeline alone: "
           f"{1e3 * t['pipeline_alone_s_per_batch']:.1f} ms a batch).", ""]
 

@@ -5,9 +5,12 @@ compute and nothing of the input pipeline. Here the same compiled step is fed as
 feeds it (`loop.train_iterator`: grain batches uint8 images on the host, they go to the devices
 and are cropped, flipped and noised there, `config.dataset.prefetch` batches ahead), `steps`
 steps back to back with one block at the end, as training runs them. The step alone is timed
-the same way (back to back, one block) on one reused batch, in rounds that alternate with the
-pipeline's, so both see the same load; `pipeline_efficiency` is the loop's images/s over the
-step's alone: 1 when the pipeline hides entirely behind the step. The pipeline is also timed
+the same way (back to back, one block) on one reused batch. Each round times both, one right
+after the other (in turn first), so that the pair sees the same load; `pipeline_efficiency` is
+the median over rounds of the step alone's time over the loop's (the loop's images/s over the
+step's alone): 1 when the pipeline hides entirely behind the step. On a shared machine single
+rounds swing by tens of percent; the pairing and the median keep the ratio near its quiet
+value. The pipeline is also timed
 alone (`pipeline_alone_s_per_batch`: batches read, put and augmented, with a block on each), the
 most it could add to a step where it does not overlap it (on a CPU both share the cores).
 """
@@ -33,7 +36,7 @@ def _run(program: StepProgram, state, next_batch, steps: int):
 
 
 def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
-               rounds: int = 3) -> dict:
+               rounds: int = 5) -> dict:
   """Images/s of `program` fed by the real pipeline over `source`, and of the step alone.
 
   Args:
@@ -42,7 +45,7 @@ def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
     source: the training source (`data.get_sources(config)["train"]`).
     mesh: the data-parallel mesh the step was compiled for.
     steps: steps per timed run.
-    rounds: timed runs of each kind, alternating (the median run counts).
+    rounds: timed pairs of runs, one of each kind (medians count).
 
   Returns:
     `{"train_loop_images_per_s", "step_alone_images_per_s", "pipeline_efficiency",
@@ -55,19 +58,20 @@ def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
   fixed = next(batches)
   state, _ = _run(program, state, lambda: next(batches), 2)  # warm: compile and fill the prefetch
   loop_s, alone_s = [], []
-  for _ in range(rounds):
-    state, seconds = _run(program, state, lambda: next(batches), steps)
-    loop_s.append(seconds)
-    state, seconds = _run(program, state, lambda: fixed, steps)
-    alone_s.append(seconds)
+  for r in range(rounds):
+    for kind in ("loop", "alone") if r % 2 == 0 else ("alone", "loop"):
+      state, seconds = _run(program, state,
+                            (lambda: next(batches)) if kind == "loop" else (lambda: fixed), steps)
+      (loop_s if kind == "loop" else alone_s).append(seconds)
   start = time.perf_counter()
   for _ in range(steps):
     jax.block_until_ready(next(batches))
   pipeline_s = (time.perf_counter() - start) / steps
   images = steps * config.batch_size
-  loop_ips, alone_ips = images / float(np.median(loop_s)), images / float(np.median(alone_s))
-  return {"train_loop_images_per_s": loop_ips, "step_alone_images_per_s": alone_ips,
-          "pipeline_efficiency": loop_ips / alone_ips, "variant": program.variant.name,
+  efficiency = float(np.median(np.asarray(alone_s) / np.asarray(loop_s)))
+  return {"train_loop_images_per_s": images / float(np.median(loop_s)),
+          "step_alone_images_per_s": images / float(np.median(alone_s)),
+          "pipeline_efficiency": efficiency, "variant": program.variant.name,
           "steps_per_round": int(steps), "rounds": int(rounds),
           "train_loop_round_s": loop_s, "step_alone_round_s": alone_s,
           "pipeline_alone_s_per_batch": pipeline_s,
