@@ -59,7 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
       # flips, except for SVHN, whose digits a mirror changes (JEM flips CIFAR, not SVHN).
       flip=config_dict.placeholder(bool),
       noise_std=0.03,    # Gaussian noise on every input, train and test
-      num_workers=0,     # grain worker processes for augmentation
+      num_workers=0,     # grain worker processes that read and batch (they pay for decoding)
+      prefetch=2,        # batches put on the devices and augmented ahead of the step
       poison_batch=-1,   # tests only: makes that batch NaN
       # focus_task only (ngebm_jax/data/procedural/focus_task.py):
       num_open_set_test=2_000, strength=1.0,

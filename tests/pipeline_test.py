@@ -1,8 +1,14 @@
-"""The grain input pipeline: augmentation, determinism, resumption, process sharding."""
+"""The input pipeline: uint8 host batches, device augmentation, determinism, resumption."""
 
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ngebm_jax.data import augment
+from ngebm_jax.data import device_input
 from ngebm_jax.data import pipeline
 
 
@@ -15,44 +21,71 @@ def _source(n=64, with_map=False):
   return pipeline.ArraySource(arrays)
 
 
-def _loop_reference(image, dy, dx, flip, pad=4):
-  padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-  crop = padded[dy:dy + 32, dx:dx + 32]
-  return crop[:, ::-1] if flip else crop
+def _device_stream(options, source=None, prefetch=2, num_devices=None):
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), ("data",))
+  host = iter(pipeline.train_dataset(source or _source(), options))
+  return device_input.DeviceIterator(host, options, NamedSharding(mesh, P("data")),
+                                     prefetch=prefetch)
 
 
-def test_augmentation_matches_a_per_example_loop():
-  images = _source(8).arrays["image"]
-  out = pipeline.augment_batch(images, np.random.default_rng(3))
-  rng = np.random.default_rng(3)
-  dy, dx = rng.integers(0, 9, 8), rng.integers(0, 9, 8)
-  flips = rng.random(8) < 0.5
-  for i in range(8):
-    np.testing.assert_array_equal(out[i], _loop_reference(images[i], dy[i], dx[i], flips[i]))
-
-
-def test_human_maps_move_with_their_images():
-  source = _source(16, with_map=True)
-  images = source.arrays["image"].copy()
-  images[..., 0] = (source.arrays["human_map"] * 255).astype(np.uint8)
-  maps = (images[..., 0].astype(np.float32),)
-  out, (out_map,) = pipeline.augment_batch(images, np.random.default_rng(1), maps=maps)
-  np.testing.assert_array_equal(out[..., 0].astype(np.float32), out_map)
-
-
-def test_train_stream_is_deterministic_and_resumes():
+def test_host_batches_are_uint8_with_their_position():
   options = pipeline.PipelineOptions(batch_size=8, seed=5)
-  a = iter(pipeline.train_dataset(_source(), options))
-  first = [next(a) for _ in range(3)]
-  state = a.get_state()
-  fourth = next(a)
-  b = iter(pipeline.train_dataset(_source(), options))
+  it = iter(pipeline.train_dataset(_source(with_map=True), options))
+  for index in range(2):
+    batch = next(it)
+    assert batch["image"].dtype == np.uint8 and batch["image"].shape == (8, 32, 32, 3)
+    assert batch["label"].dtype == np.int32 and batch["human_map"].shape == (8, 32, 32)
+    assert int(batch["batch_index"]) == index
+
+
+def test_device_stream_is_deterministic_and_resumes_past_its_prefetch():
+  options = pipeline.PipelineOptions(batch_size=8, seed=5)
+  a = _device_stream(options)
+  first = [np.asarray(next(a)["image"]) for _ in range(3)]
+  state = a.get_state()  # after 3 batches handed out, though 5 were read
+  fourth = np.asarray(next(a)["image"])
+  b = _device_stream(options, prefetch=1)
   b.set_state(state)
-  np.testing.assert_array_equal(next(b)["image"], fourth["image"])
-  again = iter(pipeline.train_dataset(_source(), options))
-  np.testing.assert_array_equal(next(again)["image"], first[0]["image"])
-  assert first[0]["image"].dtype == np.float32 and first[0]["image"].shape == (8, 32, 32, 3)
-  assert np.abs(first[0]["image"]).max() < 1.5  # [-1, 1] plus 0.03 noise
+  np.testing.assert_array_equal(np.asarray(next(b)["image"]), fourth)
+  again = _device_stream(options)
+  np.testing.assert_array_equal(np.asarray(next(again)["image"]), first[0])
+  assert first[0].dtype == np.float32 and first[0].shape == (8, 32, 32, 3)
+  assert np.abs(first[0]).max() < 1.5  # [-1, 1] plus 0.03 noise
+  assert not np.array_equal(first[0], first[1])
+  other_seed = _device_stream(dataclasses.replace(options, seed=6))
+  assert not np.array_equal(np.asarray(next(other_seed)["image"]), first[0])
+
+
+def test_device_batch_is_the_augmentation_of_the_host_batch():
+  options = pipeline.PipelineOptions(batch_size=8, seed=2)
+  host = next(iter(pipeline.train_dataset(_source(with_map=True), options)))
+  batch = next(_device_stream(options, _source(with_map=True)))
+  x, maps = augment.augment(jax.random.fold_in(jax.random.fold_in(device_input.data_key(2), 0),
+                                               0), host["image"], {"human_map": host["human_map"]})
+  # Eager and jitted scaling may round differently in the last bit.
+  np.testing.assert_allclose(np.asarray(batch["image"]), np.asarray(x), rtol=0, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(batch["human_map"]), np.asarray(maps["human_map"]))
+  np.testing.assert_array_equal(np.asarray(batch["label"]), host["label"])
+  assert "batch_index" not in batch
+
+
+def test_eight_devices_see_the_batches_one_device_sees():
+  options = pipeline.PipelineOptions(batch_size=16, seed=3, unlabelled_batch=True)
+  many, one = _device_stream(options), _device_stream(options, num_devices=1)
+  assert jax.device_count() == 8
+  for _ in range(2):
+    a, b = next(many), next(one)
+    assert len(a["image"].sharding.device_set) == 8
+    for k in ("image", "image_unlabelled", "label"):
+      np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+
+
+def test_poison_batch_is_nan_and_only_it():
+  options = pipeline.PipelineOptions(batch_size=8, poison_batch=1)
+  it = _device_stream(options)
+  assert np.isfinite(np.asarray(next(it)["image"])).all()
+  assert np.isnan(np.asarray(next(it)["image"])).all()
+  assert np.isfinite(np.asarray(next(it)["image"])).all()
 
 
 def test_processes_read_disjoint_halves_of_each_epoch():
@@ -73,6 +106,13 @@ def test_unlabelled_batch_is_a_second_order_of_the_same_data():
   batch = next(iter(pipeline.train_dataset(_source(), options)))
   assert batch["image_unlabelled"].shape == batch["image"].shape
   assert not np.array_equal(batch["image_unlabelled"], batch["image"])
+  # On the device each gets its own augmentation (a stream of its own of the batch's key).
+  options = dataclasses.replace(options, augment=True, noise_std=0.03)
+  same = _source(8)  # one batch: both orders hold the same 8 images
+  device = next(_device_stream(options, same))
+  assert device["image_unlabelled"].dtype == np.float32
+  assert not np.allclose(np.sort(np.asarray(device["image_unlabelled"]).ravel()),
+                         np.sort(np.asarray(device["image"]).ravel()))
 
 
 def test_read_split_reads_every_example_in_order():

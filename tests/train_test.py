@@ -192,6 +192,6 @@ def test_horizontal_flips_follow_the_dataset_unless_set(dataset, flip, flips):
   images = np.zeros((64, 32, 32, 3), np.uint8)
   images[:, :, :16] = 255  # bright left half: a pad-4 crop keeps it left unless mirrored
   source = pipeline.ArraySource({"image": images, "label": np.zeros(64, np.int32)})
-  x = next(loop.train_iterator(config, source))["image"]
+  x = np.asarray(next(loop.train_iterator(config, source, spmd.make_mesh()))["image"])
   mirrored = x[:, :, :8].mean(axis=(1, 2, 3)) < x[:, :, -8:].mean(axis=(1, 2, 3))
   assert mirrored.any() == flips  # with flips, all 32 unmirrored has probability 2^-32

@@ -104,6 +104,27 @@ def test_report_files(tiny_run):
   assert f"| {baseline['val_accuracy']:.3f} | {baseline['val_ece']:.3f} |" in table
 
 
+def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
+  output, results, _ = tiny_run
+  t = results["train_loop"]
+  assert t["variant"] == "baseline" and t["rounds"] == 5 and t["steps_per_round"] == 2
+  assert t["train_loop_images_per_s"] > 0 and t["step_alone_images_per_s"] > 0
+  assert t["pipeline_alone_s_per_batch"] > 0
+  assert len(t["train_loop_round_s"]) == len(t["step_alone_round_s"]) == 5
+  assert results["pipeline_efficiency"] == pytest.approx(np.median(
+      np.asarray(t["step_alone_round_s"]) / np.asarray(t["train_loop_round_s"])))
+  images = t["steps_per_round"] * results["setup"]["batch_size"]
+  assert t["train_loop_images_per_s"] == pytest.approx(images / np.median(t["train_loop_round_s"]))
+  assert f"over the loop's) **{results['pipeline_efficiency']:.3f}**" in (
+      output / "benchmark.md").read_text()
+
+
+def test_training_loop_throughput_refuses_empty_runs():
+  from ngebm_jax.benchmarking import train_loop  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="steps and rounds"):
+    train_loop.throughput(None, None, None, None, steps=0)
+
+
 def test_race_trains_past_the_target_until_the_budget():
   import jax  # pylint: disable=g-import-not-at-top
   from ngebm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
@@ -113,7 +134,7 @@ def test_race_trains_past_the_target_until_the_budget():
   mesh = spmd.make_mesh(jax.devices()[:1])
   sources = data_lib.get_sources(config)
   (variant,), _ = step_programs.make_variants(config, ["baseline"])
-  batch = spmd.host_to_global(mesh, next(loop.train_iterator(config, sources["train"])))
+  batch = next(loop.train_iterator(config, sources["train"], mesh))
   program = step_programs.build_step(variant, mesh, batch, num_classes=10,
                                      image_shape=(32, 32, 3), steps_per_epoch=8)
   # Any accuracy reaches this target at the first validation; the budget keeps it training.

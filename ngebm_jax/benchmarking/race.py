@@ -23,7 +23,6 @@ from absl import logging
 
 from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.training import loop
-from ngebm_jax.training import spmd
 
 
 def at_budget(curve: list[dict], budget_s: float) -> dict | None:
@@ -56,7 +55,7 @@ def time_to_accuracy(program: StepProgram, config, sources: dict, mesh, *,
   if budget_s is not None and budget_s <= 0:
     raise ValueError(f"budget_s must be > 0 or None; got {budget_s}.")
   validate = loop.Validator(config, program.model_fns.apply_fn, sources["validation"], mesh)
-  train_iter = loop.train_iterator(config, sources["train"])
+  train_iter = loop.train_iterator(config, sources["train"], mesh)
   state = program.init_state()
   train_s, step, curve, nonfinite = 0.0, 0, [], 0
   reached_at = None
@@ -69,7 +68,7 @@ def time_to_accuracy(program: StepProgram, config, sources: dict, mesh, *,
     pending = []
     t0 = time.perf_counter()
     for _ in range(interval):
-      batch = spmd.host_to_global(mesh, next(train_iter))
+      batch = next(train_iter)
       state, metrics = program.compiled(state, batch)
       pending.append(metrics["finite"])
       step += 1

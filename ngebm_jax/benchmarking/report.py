@@ -91,6 +91,21 @@ def _fit_lines(fit: list[dict]) -> list[str]:
   return lines
 
 
+def train_loop_lines(results: dict) -> list[str]:
+  """The training loop's throughput (real pipeline plus step) beside the step alone."""
+  t = results.get("train_loop")
+  if not t:
+    return []
+  return [f"Training loop ({t['variant']}, the real input pipeline feeding the step, "
+          f"{t['steps_per_round']} steps back to back, median of {t['rounds']} rounds): "
+          f"**{t['train_loop_images_per_s']:.0f} images/s**; the same step alone on one reused "
+          f"batch, in the same rounds: {t['step_alone_images_per_s']:.0f} images/s; "
+          f"pipeline efficiency (median over rounds of the step alone's time over the loop's) "
+          f"**{t['pipeline_efficiency']:.3f}** (prefetch "
+          f"{t['prefetch']}, {t['num_workers']} grain workers; the pipeline alone: "
+          f"{1e3 * t['pipeline_alone_s_per_batch']:.1f} ms a batch).", ""]
+
+
 def race_markdown(results: dict) -> list[str]:
   """The end-to-end section: the race to a validation accuracy, and the common budget."""
   e2e = results.get("end_to_end")
@@ -203,6 +218,7 @@ def markdown(results: dict) -> str:
   if ratios.get("sgld_k1_over_k5"):
     lines.append(f"SGLD-EBM K = 1 / K = 5 step time: **{ratios['sgld_k1_over_k5']:.2f}x**.")
   lines.append("")
+  lines += train_loop_lines(results)
   if results.get("skipped"):
     lines.append(f"Not registered in this version, skipped: {', '.join(results['skipped'])}.")
     lines.append("")

@@ -5,10 +5,15 @@ A *source* is anything with `__len__` and `__getitem__(i) -> {"image": uint8 [H,
 data). The recipe (docs/method.rst): pixels scaled to [-1, 1]; augmentation pad-4 (reflect) + random
 crop + horizontal flip; Gaussian noise of std 0.03 on every input, in training and at test time.
 
-Augmentation runs per batch, vectorized in NumPy, with a `np.random.Generator` seeded by (seed,
-process, batch index): each example gets its own crop, flip and noise, and the stream is the same
-on every run and after a resume (grain's iterator state is the batch position). With
-`num_workers > 0` grain runs it in worker processes.
+The host's part is small: grain reads, shuffles and batches uint8 images (`train_dataset`), and
+`device_input.DeviceIterator` ships them as uint8 (a quarter of float32's bytes), then crops,
+flips, scales and adds noise on the device (`augment.py`), a few batches ahead of the step.
+The augmentation of batch `i` is keyed by `fold_in(data key, i)`, and grain's iterator state is
+the batch position, so the stream is the same on every run and after a resume.
+
+Grain worker processes (`num_workers > 0`) only read, decode and stack here; on in-memory data
+they cost more than they save (measured in `device_input.py`'s docstring), while a source that
+decodes images (a `tfds.data_source` of PNGs) can use them.
 
 Multi-host: each process reads the slice `process_index::process_count` of every global batch
 order, so the global batch is the concatenation of the local ones.
@@ -55,38 +60,6 @@ def to_model_space(images: np.ndarray) -> np.ndarray:
 SPATIAL_FIELDS = ("human_map", "mask")
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, *, pad: int = 4,
-                  flip: bool = True, maps: tuple[np.ndarray, ...] = ()):
-  """Pad (reflect) + random crop back to size + random horizontal flip, per example.
-
-  Args:
-    images: `[B, H, W, C]` array (any dtype).
-    rng: generator for this batch.
-    pad: reflect padding on each side before the random crop (0 disables the crop).
-    flip: whether to flip each example left-right with probability 1/2.
-    maps: `[B, H, W]` arrays that get the same crop and flip as their images.
-
-  Returns:
-    The augmented images, or `(images, maps)` when `maps` are given.
-  """
-  b, h, w, _ = images.shape
-  arrays = [images] + [m[..., None] for m in maps]
-  if pad > 0:
-    dy = rng.integers(0, 2 * pad + 1, size=b)
-    dx = rng.integers(0, 2 * pad + 1, size=b)
-    rows = dy[:, None] + np.arange(h)[None, :]  # [B, H]
-    cols = dx[:, None] + np.arange(w)[None, :]  # [B, W]
-    crop = lambda a: np.pad(a, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")[
-        np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    arrays = [crop(a) for a in arrays]
-  if flip:
-    flips = (rng.random(b) < 0.5)[:, None, None, None]
-    arrays = [np.where(flips, a[:, :, ::-1], a) for a in arrays]
-  if not maps:
-    return arrays[0]
-  return arrays[0], tuple(a[..., 0] for a in arrays[1:])
-
-
 @dataclasses.dataclass(frozen=True)
 class PipelineOptions:
   batch_size: int            # per-process batch size
@@ -103,24 +76,11 @@ def _stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def _finalize(batch: dict, rng: np.random.Generator, *, augment: bool, flip: bool,
-              noise_std: float):
-  images = batch["image"]
-  if images.dtype != np.uint8:
-    raise ValueError(f"sources must yield uint8 images; got {images.dtype}.")
-  side = [k for k in SPATIAL_FIELDS if k in batch]
-  out = {k: v for k, v in batch.items() if k != "image"}
-  if augment and side:
-    images, maps = augment_batch(images, rng, flip=flip, maps=tuple(batch[k] for k in side))
-    out.update(zip(side, maps))
-  elif augment:
-    images = augment_batch(images, rng, flip=flip)
-  x = to_model_space(images)
-  if noise_std > 0:
-    x = x + noise_std * rng.standard_normal(x.shape, dtype=np.float32)
-  out["image"] = x
-  out["label"] = batch["label"].astype(np.int32)
-  return out
+def _host_batch(batch: dict, index: int) -> dict:
+  """A batch as it leaves the host: uint8 images, int32 labels, and its position `index`."""
+  if batch["image"].dtype != np.uint8:
+    raise ValueError(f"sources must yield uint8 images; got {batch['image'].dtype}.")
+  return dict(batch, label=batch["label"].astype(np.int32), batch_index=np.int32(index))
 
 
 def _shard_for_process(ds: grain.MapDataset, process_index: int, process_count: int):
@@ -131,8 +91,10 @@ def _shard_for_process(ds: grain.MapDataset, process_index: int, process_count: 
 
 def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
                   process_count: int = 1) -> grain.IterDataset:
-  """Infinite, shuffled (reshuffled every epoch), augmented stream of training batches.
+  """Infinite, shuffled (reshuffled every epoch) stream of training batches, not augmented.
 
+  Each batch is `{"image": uint8 [b, H, W, C], "label": int32 [b], ..., "batch_index": int32}`
+  (plus `"image_unlabelled"` with `options.unlabelled_batch`), for `DeviceIterator` to augment.
   The global order is fixed by `options.seed`; each process takes every `process_count`-th
   example of it, so `options.batch_size` is the per-process batch.
   """
@@ -141,18 +103,10 @@ def train_dataset(source, options: PipelineOptions, *, process_index: int = 0,
     ds = _shard_for_process(ds, process_index, process_count)
     return ds.batch(options.batch_size, drop_remainder=True, batch_fn=_stack)
 
-  def finalize(index, batch, stream=0):
-    rng = np.random.default_rng([options.seed, process_index, index, stream])
-    batch = _finalize(batch, rng, augment=options.augment, flip=options.flip,
-                      noise_std=options.noise_std)
-    if index == options.poison_batch:
-      batch["image"] = np.full_like(batch["image"], np.nan)
-    return batch
-
-  ds = batches(options.seed).map_with_index(finalize)
+  ds = batches(options.seed).map_with_index(lambda i, b: _host_batch(b, i))
   if options.unlabelled_batch:
     # JEM's second loader: the same training images in another order, labels unused.
-    other = batches(options.seed + 1).map_with_index(lambda i, b: finalize(i, b, stream=1))
+    other = batches(options.seed + 1)
     ds = grain.experimental.ZipMapDataset([ds, other]).map(
         lambda pair: dict(pair[0], image_unlabelled=pair[1]["image"]))
   it = ds.to_iter_dataset()

@@ -41,9 +41,14 @@ def shardings(mesh, specs):
                       is_leaf=lambda s: isinstance(s, P))
 
 
+def batch_sharding(mesh) -> NamedSharding:
+  """A global batch's sharding: split along its first axis over `data`."""
+  return NamedSharding(mesh, P(AXIS))
+
+
 def host_to_global(mesh, local_batch: dict) -> dict:
   """This process's slice of the global batch -> global arrays split over `data`."""
-  sharding = NamedSharding(mesh, P(AXIS))
+  sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in local_batch.items()}
 

@@ -10,6 +10,8 @@ dtype (or a grid of batches and dtypes), with the pieces of `ngebm_jax.benchmark
   and the MFU against the device's peak where it is known;
 - the PyTorch peer (`pytorch_peer`): the reference's steps in PyTorch, each timed right after
   ours of the same name, when torch is installed (CPU runs);
+- the training loop's own throughput (`train_loop.throughput`): the real input pipeline feeding
+  the baseline's step, images/s beside the step alone, and their ratio `pipeline_efficiency`;
 - the pieces of a step (`timing.component_times`), ours and PyTorch's, to show where the time
   goes;
 - the largest batch that fits a memory budget (`memory_fit`), optionally;
@@ -41,6 +43,7 @@ from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import race
 from ngebm_jax.benchmarking import report
 from ngebm_jax.benchmarking import timing
+from ngebm_jax.benchmarking import train_loop
 from ngebm_jax.benchmarking import xla_costs
 from ngebm_jax.benchmarking.step_programs import DEFAULT_SGLD_STEPS
 from ngebm_jax.benchmarking.step_programs import build_step
@@ -244,7 +247,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
 
   programs, batches = [], []
   for v in variants:
-    batch = spmd.host_to_global(mesh, next(loop.train_iterator(v.config, sources["train"])))
+    batch = next(loop.train_iterator(v.config, sources["train"], mesh))
     programs.append(build_step(
         v, mesh, batch, num_classes=info.num_classes, image_shape=info.image_shape,
         steps_per_epoch=loop.steps_per_epoch(v.config, len(sources["train"]))))
@@ -263,7 +266,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   per_device_batch = config.batch_size // mesh.size
   forward = (forward_flops(config, programs[0].model_fns, programs[0].params_template,
                            info.image_shape) if programs else None)
-  rows, comps = [], None
+  rows, comps, loop_figures = [], None, None
   try:
     timings = (timing.step_benchmark(programs, batches, steps=steps, warmup=warmup,
                                      devices=mesh.local_devices, peer=peer) if programs else [])
@@ -278,6 +281,14 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                    r["name"], r["framework"], 1e3 * r["median_s"], 1e3 * r["p10_s"],
                    1e3 * r["p90_s"], r["ratio_to_baseline"] or float("nan"))
     env["load_average_after_steps"] = timing.load_average()
+    if programs:
+      loop_program = next((p for p in programs if p.variant.name == "baseline"), programs[0])
+      loop_figures = train_loop.throughput(loop_program, loop_program.variant.config,
+                                           sources["train"], mesh, steps=max(2, steps // 2))
+      loop_figures["load_average"] = timing.load_average()
+      logging.info("Training loop (%s): %.0f images/s, step alone %.0f: pipeline efficiency "
+                   "%.3f.", loop_figures["variant"], loop_figures["train_loop_images_per_s"],
+                   loop_figures["step_alone_images_per_s"], loop_figures["pipeline_efficiency"])
     if components and programs:
       comps = _components(programs, batches, mesh, per_device_batch, steps, peer)
     if peer is not None:
@@ -315,6 +326,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
       "pytorch": peer_info,
       "steps": rows,
       "ratios": ratios,
+      "train_loop": loop_figures,
+      "pipeline_efficiency": loop_figures["pipeline_efficiency"] if loop_figures else None,
       "components_s": comps,
       "memory_fit": fit,
       "end_to_end": e2e,
