@@ -161,3 +161,34 @@ def test_shard_map_equals_one_device():
     np.testing.assert_allclose(l_sm, loss, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g_sm), jax.tree.leaves(grads)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("objective,fields,pure", [
+    ("label_smoothing", {"label_smoothing.alpha": 0.2},
+     lambda f, p, x, y: ng.label_smoothing_loss(f, p, x, y, alpha=0.2)),
+    ("focal", {"focal.gamma": 2.0, "focal.schedule": "fixed"},
+     lambda f, p, x, y: ng.focal_loss(f, p, x, y, gamma=2.0)),
+    ("focal", {"focal.schedule": "flsd53"},
+     lambda f, p, x, y: ng.focal_loss(f, p, x, y, schedule="flsd53")),
+])
+def test_registry_binds_the_config_fields(objective, fields, pure):
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.training import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from ngebm_jax.training import objective_registry  # pylint: disable=g-import-not-at-top
+
+  config = smoke.get_config()
+  config.objective = objective
+  for name, value in fields.items():
+    block, field = name.split(".")
+    config[block][field] = value
+  assert objective in objective_registry.names()
+  fns, params = ckpt_lib.model_from_config(config, 10)
+  loss_fn = objective_registry.make_objective(config, fns).loss_fn
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
+           "label": np.array([0, 3, 7, 9], np.int32)}
+  loss, (metrics, _) = jax.jit(lambda p: loss_fn(p, batch, jax.random.key(0), {}, None))(params)
+  expected, aux = pure(fns.apply_fn, params, batch["image"], batch["label"])
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics["ce"], aux["ce"], rtol=1e-5)
+  assert 0 <= metrics["accuracy"] <= 1

@@ -110,7 +110,8 @@ PROGRAMS = {
                     ("fit_memory_gib", "--fit_memory_gib=0.02"))),
     "experiments.calibration_study": Program(
         TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=", "--gammas=",
-                      "--train_sizes=", "--sweep_seeds=0"), _exists("output", "report.md")),
+                      "--train_sizes=", "--sweep_seeds=0", "--peers="),  # peers: their own test
+        _exists("output", "report.md")),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",
                       "--num_salience_images=16"), _exists("output", "report.md")),
