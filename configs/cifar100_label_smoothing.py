@@ -1,4 +1,4 @@
-"""CIFAR100, label_smoothing: the recipe of configs/cifar100_baseline.py with label smoothing (alpha = 0.05).
+"""CIFAR100, label_smoothing: configs/cifar100_baseline.py with label smoothing, alpha = 0.05.
 
 The calibration peer of NG-EBM that costs nothing per step: cross-entropy against
 (1 - alpha) onehot(y) + alpha / K (Szegedy et al. 2016; Muller et al. 2019, arXiv 1906.02629,

@@ -1,4 +1,4 @@
-"""CIFAR10, focal: the recipe of configs/cifar10_baseline.py with the focal loss, FLSD-53.
+"""CIFAR10, focal: configs/cifar10_baseline.py with the focal loss, FLSD-53.
 
 The calibration peer of NG-EBM that costs nothing per step: the focal loss -(1 - p)^gamma log p
 (Lin et al. 2017) with Mukhoti et al. 2020's (arXiv 2002.09437) sample-dependent gamma: 5

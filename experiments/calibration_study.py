@@ -10,10 +10,11 @@ Trains the variants (baseline, NG-EBM at beta = gamma = 1, gamma only, beta only
 measuring each at the config file's STAGES on its way, then the gamma sweep (NG-EBM at
 --sweep_beta) and the training-set-size sweep; sweeps the calibration peers (--peers: label
 smoothing, focal loss) on --peer_sweep_seeds, chooses each one's setting on validation
-(--select_on) and trains it for every seed, compared with NG-EBM paired by seed; and writes OUTPUT/report.md, results.json and the
-plots; see `ngebm_jax.workflows.calibration_study`. Lists default to the config file's SEEDS,
-SWEEP_SEEDS, STAGES, GAMMAS and TRAIN_SIZES; an empty flag (--gammas=) turns a sweep off. --config.x=y
-overrides apply to every run. Re-running the command reuses finished runs.
+(--select_on) and trains it for every seed, compared with NG-EBM paired by seed; and writes
+OUTPUT/report.md, results.json and the plots; see `ngebm_jax.workflows.calibration_study`.
+Lists default to the config file's SEEDS, SWEEP_SEEDS, STAGES, GAMMAS, TRAIN_SIZES and
+PEER_SWEEP_SEEDS; an empty flag (--gammas=, --peers=) turns a sweep off. --config.x=y overrides
+apply to every run. Re-running the command reuses finished runs.
 """
 
 import runpy
