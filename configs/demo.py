@@ -5,6 +5,8 @@ r"""`make demo`: an over-fitted baseline and NG-EBM on the embedded data, ~10 mi
       --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # the same on CIFAR-10
   python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \
       --config.objective=ngebm                        # one of its runs by hand
+  python -m experiments.demo --output=runs/demo_peers \
+      --objectives=baseline,ngebm,label_smoothing,focal  # with the calibration peers
 
 The regime NG-EBM's calibration claim is about (arXiv 2304.01297): a classifier that has fitted
 its training set and grown over-confident. A small CNN (width 16) trains on 500 images (on
