@@ -495,15 +495,16 @@ def _peer_lines(summary: dict, peer_choice: Mapping[str, Mapping],
             "Paired differences by seed, mean [95% t-interval] (percentage points; NLL in nats), "
             "of the best checkpoints; OOD AUROC: mean over the OOD sets; PGD accuracy at the "
             "smallest epsilon > 0 of the config.", ""]
-  header = ["difference"] + [label for _, label, _ in COMPARED]
-  rows = [[name] + [_interval(diffs.get(k), pct) for k, _, pct in COMPARED]
+  measured = [c for c in COMPARED if any(c[0] in diffs for diffs in comparisons.values())]
+  header = ["difference"] + [label for _, label, _ in measured]
+  rows = [[name] + [_interval(diffs.get(k), pct) for k, _, pct in measured]
           for name, diffs in comparisons.items()]
   lines += reporting.markdown_table(header, rows)
   key_best = f"ngebm − {best}"
   if best and key_best in comparisons:
     d = comparisons[key_best]
     lines += ["", f"Verdicts, NG-EBM against {best} (the interval excludes 0, or not):", ""]
-    lines += [f"- {label}: {verdict(k, d.get(k), 'NG-EBM', best)}" for k, label, _ in COMPARED]
+    lines += [f"- {label}: {verdict(k, d.get(k), 'NG-EBM', best)}" for k, label, _ in measured]
   base_time = _mean(summary["variants"].get("baseline"), "step_time_s")
   times = [[v, f"{1000 * _mean(agg, 'step_time_s'):.1f}",
             f"{_mean(agg, 'step_time_s') / base_time:.2f}x" if base_time else "–"]
