@@ -18,7 +18,8 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Trains the baseline and NG-EBM on the embedded data (same model, steps and seed), evaluates
-# them and writes $(RUNS)/report/report.md with its plots. OBJECTIVES=baseline,ngebm,sgld adds JEM.
+# them and writes $(RUNS)/report/report.md with its plots. OBJECTIVES=baseline,ngebm,sgld adds JEM;
+# OBJECTIVES=baseline,ngebm,label_smoothing,focal adds the calibration peers.
 demo: $(STAMP)
 	$(PY) -m experiments.demo --output=$(RUNS) --objectives=$(OBJECTIVES)
 

@@ -22,6 +22,8 @@ SWEEP_SEEDS = (0,)                # the sweeps' extra runs: one seed, to fit hal
 STAGES = (500, 1000, 1500)        # and the end, 2,000
 GAMMAS = (0.3, 3.0)               # with gamma = 0 (beta only) and 1 (NG-EBM) from the variants
 TRAIN_SIZES = (500,)              # besides the config's 250, for the baseline and NG-EBM
+PEER_SWEEP_SEEDS = (0,)           # the peers' sweeps (ngebm_jax.workflows.calibration_study.
+                                  # PEER_SWEEPS); the setting chosen on validation: every seed
 
 
 def get_config():
@@ -33,5 +35,9 @@ def get_config():
   config.log_every_steps = 100
   config.progress_bar = False
   config.tensorboard = False
-  config.eval.evaluators = ("classification", "calibration")
+  # OOD detection (the embedded data's own OOD sets; scores without an input gradient) and
+  # PGD-40 under L-inf on the first 100 test images, for the comparison with the peers.
+  config.eval.evaluators = ("classification", "calibration", "ood", "robustness")
+  config.eval.ood_scores = ("max_softmax", "log_density")
+  config.eval.robustness_norms = ("linf",)
   return config

@@ -19,7 +19,8 @@ from ml_collections import config_dict
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  # "baseline" (cross-entropy), "ngebm", "sgld" (JEM), "cyborg", "focus".
+  # "baseline" (cross-entropy), "ngebm", "sgld" (JEM), "label_smoothing", "focal", "cyborg",
+  # "focus".
   config.objective = "ngebm"
   config.ngebm = ml_collections.ConfigDict(dict(
       beta=1.0, gamma=1.0,  # L = CE + beta * L_var + gamma * L_grad
@@ -30,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
       separate_unlabelled_batch=True,  # JEM's second data batch for log p~(x_data)
       unroll=config_dict.placeholder(int),  # lax.scan unroll of the chain; unset: per backend
       energy_l2=0.0))  # weight of an L2 penalty on the energies of data and samples (JEM's fix)
+  # The calibration peers (ngebm_jax/calibration_objectives.py): label smoothing (Muller et al.
+  # 2019) and focal loss (Mukhoti et al. 2020: "fixed" gamma, or "flsd53": 5 if p_y < 0.2 else 3).
+  config.label_smoothing = ml_collections.ConfigDict(dict(alpha=0.1))
+  config.focal = ml_collections.ConfigDict(dict(gamma=3.0, schedule="fixed"))
   # Focus losses on the authentic-vs-generated task (objectives "cyborg", "focus").
   config.focus = ml_collections.ConfigDict(dict(
       alpha=0.5,                  # cyborg: L = alpha CE + (1 - alpha) MSE(CAM, h)

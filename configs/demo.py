@@ -5,6 +5,8 @@ r"""`make demo`: an over-fitted baseline and NG-EBM on the embedded data, ~10 mi
       --config.dataset.name=cifar10 --config.dataset.data_dir=$DATA  # the same on CIFAR-10
   python -m experiments.train --config=configs/demo.py --workdir=runs/demo/ngebm \
       --config.objective=ngebm                        # one of its runs by hand
+  python -m experiments.demo --output=runs/demo_peers \
+      --objectives=baseline,ngebm,label_smoothing,focal  # with the calibration peers
 
 The regime NG-EBM's calibration claim is about (arXiv 2304.01297): a classifier that has fitted
 its training set and grown over-confident. A small CNN (width 16) trains on 500 images (on
@@ -36,6 +38,10 @@ def get_config():
   config.log_every_steps = 50
   config.eval_every_steps = 250
   config.checkpoint_every_steps = 500
+  # The calibration peers (`--objectives=baseline,ngebm,label_smoothing,focal`): label smoothing
+  # at the default alpha = 0.1 and the focal loss with Mukhoti et al.'s FLSD-53 schedule; the
+  # calibration study sweeps both on validation in this regime (README).
+  config.focal.schedule = "flsd53"
   # JEM with K = 5 SGLD steps (not 20) keeps the demo within minutes; the paper configs use 20.
   config.sgld.num_steps = 5
   config.eval.batch_size = 500

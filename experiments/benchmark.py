@@ -42,7 +42,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/benchmark_wrn10.py",
     "Training config whose model, batch, dtype and data are benchmarked.", lock_config=True)
 _OUTPUT = flags.DEFINE_string("output", "runs/benchmark", "Folder for benchmark.{json,md,png}.")
-_OBJECTIVES = flags.DEFINE_list("objectives", ["baseline", "ngebm", "sgld"],
+_OBJECTIVES = flags.DEFINE_list("objectives", ["baseline", "ngebm", "sgld", "label_smoothing",
+                                                "focal"],
                                 "Objectives to time (those not registered are skipped).")
 _SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in step_programs.DEFAULT_SGLD_STEPS],
                                 "SGLD chain lengths K to time for the 'sgld' objective.")

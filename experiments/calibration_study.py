@@ -8,10 +8,13 @@ r"""Calibration study: NG-EBM against an over-confident baseline, beside tempera
 
 Trains the variants (baseline, NG-EBM at beta = gamma = 1, gamma only, beta only) for every seed,
 measuring each at the config file's STAGES on its way, then the gamma sweep (NG-EBM at
---sweep_beta) and the training-set-size sweep, and writes OUTPUT/report.md, results.json and the
-plots; see `ngebm_jax.workflows.calibration_study`. Lists default to the config file's SEEDS,
-SWEEP_SEEDS, STAGES, GAMMAS and TRAIN_SIZES; an empty flag (--gammas=) turns a sweep off. --config.x=y
-overrides apply to every run. Re-running the command reuses finished runs.
+--sweep_beta) and the training-set-size sweep; sweeps the calibration peers (--peers: label
+smoothing, focal loss) on --peer_sweep_seeds, chooses each one's setting on validation
+(--select_on) and trains it for every seed, compared with NG-EBM paired by seed; and writes
+OUTPUT/report.md, results.json and the plots; see `ngebm_jax.workflows.calibration_study`.
+Lists default to the config file's SEEDS, SWEEP_SEEDS, STAGES, GAMMAS, TRAIN_SIZES and
+PEER_SWEEP_SEEDS; an empty flag (--gammas=, --peers=) turns a sweep off. --config.x=y overrides
+apply to every run. Re-running the command reuses finished runs.
 """
 
 import runpy
@@ -38,6 +41,14 @@ _SWEEP_SEEDS = flags.DEFINE_list("sweep_seeds", None, "Seeds of the gamma and tr
                                  "sweeps (default: the config file's SWEEP_SEEDS, else --seeds).")
 _TRAIN_SIZES = flags.DEFINE_list("train_sizes", None, "Training-set sizes of the size sweep "
                                  "(default: the config file's TRAIN_SIZES).")
+_PEERS = flags.DEFINE_list("peers", list(calibration_study.PEER_SWEEPS),
+                           "Calibration peers to sweep, choose on validation and compare with "
+                           f"NG-EBM, among {list(calibration_study.PEER_SWEEPS)}; empty: none.")
+_PEER_SWEEP_SEEDS = flags.DEFINE_list("peer_sweep_seeds", None, "Seeds of the peers' sweeps "
+                                      "(default: the config file's PEER_SWEEP_SEEDS, else the "
+                                      "first seed).")
+_SELECT_ON = flags.DEFINE_enum("select_on", "val_nll", ["val_nll", "val_ece", "val_accuracy"],
+                               "Validation figure the peers' settings are chosen on.")
 flags.mark_flags_as_required(["output"])
 
 
@@ -55,6 +66,10 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown variants {unknown}; choose from "
                          f"{list(calibration_study.DEFAULT_VARIANTS)}.")
+  unknown = sorted(set(_PEERS.value) - set(calibration_study.PEER_SWEEPS))
+  if unknown:
+    raise app.UsageError(f"unknown peers {unknown}; choose from "
+                         f"{list(calibration_study.PEER_SWEEPS)}.")
   seeds = _list(_SEEDS, config_file.get("SEEDS", (0, 1, 2)), int)
   calibration_study.run(
       _CONFIG.value, _OUTPUT.value,
@@ -64,7 +79,11 @@ def main(argv):
       stages=_list(_STAGES, config_file.get("STAGES", ()), int),
       gammas=_list(_GAMMAS, config_file.get("GAMMAS", ()), float),
       sweep_beta=_SWEEP_BETA.value,
-      train_sizes=_list(_TRAIN_SIZES, config_file.get("TRAIN_SIZES", ()), int))
+      train_sizes=_list(_TRAIN_SIZES, config_file.get("TRAIN_SIZES", ()), int),
+      peers={p: calibration_study.PEER_SWEEPS[p] for p in _PEERS.value if p},
+      peer_sweep_seeds=_list(_PEER_SWEEP_SEEDS, config_file.get("PEER_SWEEP_SEEDS", seeds[:1]),
+                             int),
+      select_on=_SELECT_ON.value)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from ngebm_jax.energy import log_density_input_grad
 from ngebm_jax.objectives import cross_entropy_loss
 from ngebm_jax.objectives import global_mean
 from ngebm_jax.objectives import ngebm_loss
+from ngebm_jax.calibration_objectives import focal_loss
+from ngebm_jax.calibration_objectives import label_smoothing_loss
 from ngebm_jax.sgld import ReplayBuffer
 from ngebm_jax.sgld import init_replay_buffer
 from ngebm_jax.sgld import sgld_ebm_loss
@@ -53,6 +55,9 @@ __all__ = [
     "ngebm_loss",
     "sgld_ebm_loss",
     "sgld_ebm_loss_from_samples",
+    # The calibration peers: label smoothing, focal loss (FL-gamma, FLSD-53).
+    "focal_loss",
+    "label_smoothing_loss",
     # SGLD and the replay buffer.
     "ReplayBuffer",
     "init_replay_buffer",

@@ -125,7 +125,8 @@ PROGRAMS = {
          "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
         TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=", "--gammas=",
-                      "--train_sizes=", "--sweep_seeds=0"), _exists("output", "report.md")),
+                      "--train_sizes=", "--sweep_seeds=0", "--peers="),  # peers: their own test
+        _exists("output", "report.md")),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",
                       "--num_salience_images=16"), _exists("output", "report.md")),

@@ -81,7 +81,7 @@ def test_study_program_writes_its_report(tmp_path):
   cmd = [sys.executable, "-m", "experiments.calibration_study",
          "--config=configs/calibration_study_smoke.py", f"--output={out}",
          "--variants=baseline,ngebm", "--seeds=0,1", "--gammas=0.5", "--train_sizes=",
-         "--stages=", "--config.num_steps=10"]
+         "--stages=", "--config.num_steps=10", "--peers="]  # the peers: their own test
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
@@ -125,3 +125,72 @@ def test_demo_reports_calibration_first(tmp_path):
     assert os.path.getsize(written[key]) > 1000, key
   assert demo.default_stages(small_config(num_steps=3000, eval_every_steps=250)) == [
       500, 1000, 1500, 2000, 2500, 3000]
+
+
+def test_peer_sweep_plans_chooses_on_validation_and_pairs_by_seed():
+  runs = calibration_study.plan_runs(small_config(), variants={"ngebm": dict(objective="ngebm")},
+                                     seeds=[0, 1], stages=[])
+  calibration_study.plan_peer_sweep(runs, small_config(), calibration_study.PEER_SWEEPS, [0], [])
+  assert runs["focal_FLSD-53_s0"]["config"].focal.schedule == "flsd53"
+  assert runs["focal_gamma_1_s0"]["config"].focal.gamma == 1.0
+  assert runs["label_smoothing_alpha_0.2_s0"]["config"].label_smoothing.alpha == 0.2
+  assert len(runs) == 2 + 6
+  # A chosen setting for the sweep's seed is the sweep's run (one run, two roles).
+  variant = calibration_study.PEER_SWEEPS["focal"]["FLSD-53"]
+  name = calibration_study.add_run(runs, "focal_s0", calibration_study.variant_config(
+      small_config(), variant, 0), 0, ("variant", "focal"), [])
+  assert name == "focal_FLSD-53_s0" and ("variant", "focal") in runs[name]["roles"]
+  with pytest.raises(ValueError, match="not a config field"):
+    calibration_study.variant_config(small_config(), {"objective": "focal", "focal.gama": 1}, 0)
+
+  figures = {n: dict(val_nll=1.0, val_ece=0.1, nll=0.0) for n in runs}
+  figures["focal_gamma_3_s0"]["val_nll"] = 0.5    # the lowest validation NLL of its family
+  figures["focal_gamma_1_s0"]["nll"] = -9.0       # a test figure: must not be looked at
+  choice = calibration_study.choose_peers(runs, figures)
+  assert choice["focal"]["label"] == "gamma=3"
+  assert choice["focal"]["validation"]["gamma=3"] == 0.5
+  with pytest.raises(ValueError, match="never on test"):
+    calibration_study.choose_peers(runs, figures, select_on="nll")
+
+  # Paired by seed: NG-EBM minus the peer, with a 95% Student-t interval.
+  pairs = {"ngebm": {0: 0.10, 1: 0.20, 2: 0.12}, "focal": {0: 0.15, 1: 0.26, 2: 0.16}}
+  per_run, study = {}, {}
+  for variant, by_seed in pairs.items():
+    for seed, ece in by_seed.items():
+      per_run[f"{variant}{seed}"] = dict(ece=ece)
+      study[f"{variant}{seed}"] = dict(seed=seed, roles=[("variant", variant)])
+  d = calibration_study.paired_differences(per_run, study, "ngebm", "focal", ["ece"])["ece"]
+  diffs = np.array([-0.05, -0.06, -0.04])
+  half = 4.302652729911275 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 dof)
+  assert d["mean"] == pytest.approx(diffs.mean()) and d["n"] == 3
+  assert (d["low"], d["high"]) == (pytest.approx(diffs.mean() - half),
+                                   pytest.approx(diffs.mean() + half))
+  assert calibration_study.verdict("ece", d, "NG-EBM", "focal") == "NG-EBM better"
+  assert calibration_study.verdict("accuracy", d, "NG-EBM", "focal") == "focal better"
+  wide = dict(mean=0.0, low=-1.0, high=1.0)
+  assert calibration_study.verdict("ece", wide, "a", "b") == "no difference resolved"
+
+
+def test_study_with_peers_writes_the_comparison(tmp_path):
+  peers = {"label_smoothing": {
+      f"alpha={a:g}": {"objective": "label_smoothing", "label_smoothing.alpha": a}
+      for a in (0.05, 0.2)}}
+  paths = calibration_study.run(
+      small_config(num_steps=10), tmp_path / "study", variants={"ngebm": dict(objective="ngebm")},
+      seeds=[0, 1], peers=peers)
+  with open(paths["results"]) as f:
+    results = json.load(f)
+  chosen = results["peer_choice"]["label_smoothing"]["label"]
+  assert chosen in peers["label_smoothing"]
+  roles = results["roles"]
+  # The chosen setting ran for both seeds; the other only for the sweep's seed.
+  assert sum(["variant", "label_smoothing"] in r for r in roles.values()) == 2
+  assert len(roles) == 2 + 2 + 1
+  vals = results["runs"]
+  assert all(vals[n]["val_nll"] is not None and vals[n]["step_time_s"] > 0 for n in vals)
+  d = results["comparisons"]["ngebm − label_smoothing"]["ece"]
+  assert d["n"] == 2 and d["low"] <= d["mean"] <= d["high"]
+  with open(paths["report"]) as f:
+    md = f.read()
+  assert "## NG-EBM against the calibration peers" in md and "(chosen)" in md
+  assert "| ngebm − label_smoothing |" in md and "Verdicts, NG-EBM against label_smoothing" in md

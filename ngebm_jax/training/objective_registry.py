@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ngebm_jax import calibration_objectives
 from ngebm_jax import focus as focus_lib
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax import sgld as sgld_lib
@@ -66,6 +67,28 @@ def _ngebm(config, model_fns) -> Objective:
     loss, aux = objectives_lib.ngebm_loss(
         apply_fn, params, batch["image"], batch["label"], beta=c.beta, gamma=c.gamma,
         grad_mode=c.grad_mode, axis_name=axis_name)
+    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
+  return Objective(loss_fn)
+
+
+def _label_smoothing(config, model_fns) -> Objective:
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
+    apply_fn = _apply_with_dropout(model_fns, config, key)
+    loss, aux = calibration_objectives.label_smoothing_loss(
+        apply_fn, params, batch["image"], batch["label"], alpha=config.label_smoothing.alpha,
+        axis_name=axis_name)
+    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
+  return Objective(loss_fn)
+
+
+def _focal(config, model_fns) -> Objective:
+  c = config.focal
+
+  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
+    apply_fn = _apply_with_dropout(model_fns, config, key)
+    loss, aux = calibration_objectives.focal_loss(
+        apply_fn, params, batch["image"], batch["label"], gamma=c.gamma, schedule=c.schedule,
+        axis_name=axis_name)
     return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
   return Objective(loss_fn)
 
@@ -158,6 +181,8 @@ _REGISTRY: dict[str, Callable[..., Objective]] = {
     "baseline": _baseline,
     "ngebm": _ngebm,
     "sgld": _sgld,
+    "label_smoothing": _label_smoothing,
+    "focal": _focal,
     "cyborg": lambda config, fns: _focus_family(config, fns, cyborg=True),
     "focus": lambda config, fns: _focus_family(config, fns, cyborg=False),
 }

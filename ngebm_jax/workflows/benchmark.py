@@ -1,4 +1,5 @@
-"""Wall-clock benchmark of the train step: baseline, NG-EBM and SGLD-EBM (JEM) on one footing.
+"""Wall-clock benchmark of the train step: baseline, NG-EBM and SGLD-EBM (JEM) on one footing,
+beside the calibration peers (label smoothing, focal loss) that cost a baseline step.
 
 The NG-EBM paper's claim is "the benefits of an EBM without SGLD's cost". This workflow measures
 that cost on the user's hardware, in one process tree, for one model, batch, device set and
@@ -200,7 +201,8 @@ def race_objectives(config, programs, sources, mesh) -> dict | None:
   return e2e
 
 
-def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"),
+def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld",
+                                                     "label_smoothing", "focal"),
         sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, steps: int = 20, warmup: int = 1,
         ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
         components: bool = False, devices=None, pytorch: bool = True,
