@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import benchmark_tiny
+from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import step_programs
 from ngebm_jax.benchmarking import xla_costs
 from ngebm_jax.workflows import benchmark
@@ -164,6 +165,14 @@ def test_variants_and_targets():
   assert [(v.name, v.config.ngebm.grad_mode, v.canonical) for v in variants] == [
       ("ngebm", "forward_over_reverse", True),
       ("ngebm_reverse_over_reverse", "reverse_over_reverse", False)]
+  variants, _ = step_programs.make_variants(config, ["ngebm"],
+                                            ngebm_penalty_fractions=[0.25, 1.0, 0.5])
+  assert [(v.name, v.config.ngebm.penalty_fraction, v.canonical) for v in variants] == [
+      ("ngebm", 1.0, True), ("ngebm_f0.25", 0.25, True), ("ngebm_f0.5", 0.5, True)]
+  spec, why = pytorch_peer.step_spec(variants[1])
+  assert spec is None and "whole batch" in why
+  with pytest.raises(ValueError, match="ngebm_penalty_fractions"):
+    step_programs.make_variants(config, ["ngebm"], ngebm_penalty_fractions=[0.0])
 
 
 def test_peaks_per_device_kind_name_their_precision():

@@ -200,7 +200,7 @@ def race_objectives(config, programs, sources, mesh) -> dict | None:
 def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"),
         sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, steps: int = 20, warmup: int = 1,
         ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
-        components: bool = False, devices=None, pytorch: bool = True,
+        ngebm_penalty_fractions: Sequence[float] = (), components: bool = False, devices=None, pytorch: bool = True,
         pytorch_python: str | None = None, pytorch_threads: int | None = None,
         fit_memory_gib: float | None = None, fit_objectives: Sequence[str] = ("ngebm",),
         profile_dir: str | None = None) -> dict:
@@ -220,6 +220,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     warmup: untimed calls per variant.
     ngebm_grad_modes: also time NG-EBM with these `grad_mode`s ("ngebm_<mode>").
     sgld_unrolls: also time SGLD with these `lax.scan` unroll factors ("sgld_k<K>_unroll<u>").
+    ngebm_penalty_fractions: also time the cheaper NG-EBM with its penalty on these shares of
+      each batch ("ngebm_f<f>", `config.ngebm.penalty_fraction`).
     components: also time the pieces of a step (`component_times`), and PyTorch's.
     devices: the devices of the data-parallel mesh (default: all).
     pytorch: time the PyTorch peer beside our steps (when torch can be imported).
@@ -236,7 +238,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   mesh = spmd.make_mesh(devices)
   info = data_lib.dataset_info(config)
   variants, skipped = make_variants(config, objective_names, sgld_steps,
-                                    ngebm_grad_modes=ngebm_grad_modes, sgld_unrolls=sgld_unrolls)
+                                    ngebm_grad_modes=ngebm_grad_modes, sgld_unrolls=sgld_unrolls,
+                                    ngebm_penalty_fractions=ngebm_penalty_fractions)
   if objective_names and not variants:
     raise ValueError(f"None of the objectives {list(objective_names)} is registered; "
                      f"available: {objective_registry.names()}.")
@@ -310,7 +313,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                 "objectives_requested": list(objective_names),
                 "sgld_steps": [int(k) for k in sgld_steps],
                 "ngebm_grad_modes": list(ngebm_grad_modes),
-                "sgld_unrolls": [int(u) for u in sgld_unrolls]},
+                "sgld_unrolls": [int(u) for u in sgld_unrolls],
+                "ngebm_penalty_fractions": [float(f) for f in ngebm_penalty_fractions]},
       "skipped": skipped,
       "pytorch": peer_info,
       "steps": rows,
