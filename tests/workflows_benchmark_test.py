@@ -261,3 +261,14 @@ def test_the_gpu_command_runs_its_grid_on_cpu_with_a_tiny_model(tmp_path):
   # bfloat16 steps keep less in memory than float32 ones at the same batch
   assert settings[1]["steps"][0]["peak_memory_bytes"] < settings[0]["steps"][0][
       "peak_memory_bytes"]
+
+
+def test_cheaper_ngebm_variants_are_reported_against_ngebm():
+  rows = [{"name": n, "framework": "jax", "objective": o, "sgld_steps": None, "median_s": s}
+          for n, o, s in (("baseline", "baseline", 1.0), ("ngebm", "ngebm", 2.0),
+                          ("ngebm_f0.25", "ngebm", 1.3),
+                          ("ngebm_reverse_over_reverse", "ngebm", 4.0))]
+  ratios = benchmark._add_ratios(rows)
+  assert ratios["over_ngebm"] == {"ngebm_f0.25": pytest.approx(0.65),
+                                  "ngebm_reverse_over_reverse": pytest.approx(2.0)}
+  assert rows[2]["ratio_to_baseline"] == pytest.approx(1.3)

@@ -143,6 +143,12 @@ def _add_ratios(rows: list[dict]) -> dict:
   ratios = {}
   if "sgld_k20" in ours and "ngebm" in ours:
     ratios["sgld_k20_over_ngebm"] = ours["sgld_k20"]["median_s"] / ours["ngebm"]["median_s"]
+  # The cheaper NG-EBM (penalty on a share of each batch) and the other gradient form, against
+  # the config's NG-EBM step.
+  over_ngebm = {n: r["median_s"] / ours["ngebm"]["median_s"] for n, r in ours.items()
+                if n.startswith("ngebm_") and "ngebm" in ours}
+  if over_ngebm:
+    ratios["over_ngebm"] = over_ngebm
   if "sgld_k1" in ours and "sgld_k5" in ours:
     ratios["sgld_k1_over_k5"] = ours["sgld_k1"]["median_s"] / ours["sgld_k5"]["median_s"]
   ratios["jax_over_pytorch"] = {n: r["ratio_to_pytorch"] for n, r in ours.items()
