@@ -137,13 +137,14 @@ def penalized_examples(batch_size: int, penalty_fraction: float) -> np.ndarray:
   holding the whole batch: device `d`'s indices are those of one device shifted by `d * B`.
   """
   _check_fraction(penalty_fraction)
-  f = fractions.Fraction(penalty_fraction).limit_denominator(1_000_000)
+  f = fractions.Fraction(float(penalty_fraction)).limit_denominator(1_000_000)
   count = math.ceil(f * batch_size)
   return np.array([n * f.denominator // f.numerator for n in range(count)], np.int32)
 
 
 def _check_fraction(penalty_fraction) -> None:
-  ok = isinstance(penalty_fraction, (int, float)) and not isinstance(penalty_fraction, bool)
+  ok = (isinstance(penalty_fraction, (int, float, np.integer, np.floating))
+        and not isinstance(penalty_fraction, (bool, np.bool_)))
   if not (ok and 0 < penalty_fraction <= 1):
     raise ValueError("penalty_fraction must be a number in (0, 1], the share of each batch that "
                      f"carries the Approximate Mass penalty; got {penalty_fraction!r}.")

@@ -167,12 +167,13 @@ def _penalized_reference(batch_size, fraction):
   (each step of the running count of penalized examples lands on one example)."""
   import fractions  # pylint: disable=g-import-not-at-top
   import math  # pylint: disable=g-import-not-at-top
-  f = fractions.Fraction(fraction).limit_denominator(1_000_000)
+  f = fractions.Fraction(float(fraction)).limit_denominator(1_000_000)
   return [i for i in range(batch_size) if math.ceil(f * (i + 1)) > math.ceil(f * i)]
 
 
 @pytest.mark.parametrize("batch_size, fraction", [
-    (8, 1.0), (8, 0.5), (8, 0.25), (10, 0.3), (7, 1 / 3), (5, 0.1), (16, 0.75)])
+    (8, 1.0), (8, 0.5), (8, 0.25), (10, 0.3), (7, 1 / 3), (5, 0.1), (16, 0.75),
+    (8, np.float32(0.5))])
 def test_penalized_examples_match_the_slow_rule(batch_size, fraction):
   got = ng.penalized_examples(batch_size, fraction)
   assert got.tolist() == _penalized_reference(batch_size, fraction)
