@@ -128,3 +128,18 @@ def test_workflow_writes_the_embedded_sets_figures(tmp_path):
   assert results["sets"]["constant"]["kind"] == "far"
   table = (tmp_path / "separability.md").read_text()
   assert all(f"| {name} |" in table for name in results["sets"])
+
+
+def test_program_prints_and_writes_the_table(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.ood_separability", "--config=configs/smoke.py",
+       f"--output={tmp_path}", "--ood_sets=constant,shifted"],
+      cwd=root, capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=root))
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "| constant | " in done.stdout and "| shifted | " in done.stdout
+  with open(tmp_path / "separability.json") as f:
+    assert list(json.load(f)["sets"]) == ["constant", "shifted"]
