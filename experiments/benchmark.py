@@ -24,8 +24,8 @@ where accuracy and ECE are read), at most `config.race.max_steps` steps and abou
 `--config.race.target_accuracy`; a negative value skips the race (minutes instead of an hour).
 `--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient and of the
 SGLD loop to the same run; `--ngebm_penalty_fractions=0.25,0.5` adds the cheaper NG-EBM (its
-penalty on that share of each batch). Writes OUTPUT/benchmark.{json,md,png} (and benchmark_race.png) and
-prints the Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
+penalty on that share of each batch). Writes OUTPUT/benchmark.{json,md,png} (and
+benchmark_race.png) and prints the Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
 """
 
 from __future__ import annotations

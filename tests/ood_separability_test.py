@@ -74,7 +74,10 @@ def test_statistic_aurocs_are_oriented_pair_counts():
 
 
 def test_classifier_auroc_matches_a_slow_cross_validation():
-  from sklearn import linear_model, model_selection, preprocessing  # pylint: disable=g-import-not-at-top,g-multiple-import
+  # pylint: disable=g-import-not-at-top
+  from sklearn import linear_model
+  from sklearn import model_selection
+  from sklearn import preprocessing
   rng = np.random.default_rng(3)
   a, b = rng.normal(size=(40, 5)), rng.normal(size=(40, 5)) + [0.8, 0, 0, 0, 0]
   x, y = np.concatenate([a, b]), np.r_[np.ones(40), np.zeros(40)]

@@ -206,7 +206,8 @@ def race_objectives(config, programs, sources, mesh) -> dict | None:
 def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"),
         sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, steps: int = 20, warmup: int = 1,
         ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
-        ngebm_penalty_fractions: Sequence[float] = (), components: bool = False, devices=None, pytorch: bool = True,
+        ngebm_penalty_fractions: Sequence[float] = (), components: bool = False, devices=None,
+        pytorch: bool = True,
         pytorch_python: str | None = None, pytorch_threads: int | None = None,
         fit_memory_gib: float | None = None, fit_objectives: Sequence[str] = ("ngebm",),
         profile_dir: str | None = None) -> dict:
