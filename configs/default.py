@@ -24,7 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.objective = "ngebm"
   config.ngebm = ml_collections.ConfigDict(dict(
       beta=1.0, gamma=1.0,  # L = CE + beta * L_var + gamma * L_grad
-      grad_mode="forward_over_reverse"))  # or "reverse_over_reverse": same values, slower
+      grad_mode="forward_over_reverse",  # or "reverse_over_reverse": same values, slower
+      # Share of each batch that carries L_grad (1.0: the paper; less: a cheaper NG-EBM, see
+      # ngebm_jax/objectives.py ngebm_loss).
+      penalty_fraction=1.0))
   config.sgld = ml_collections.ConfigDict(dict(
       num_steps=20, step_size=1.0, noise_std=0.01,  # K, alpha, sigma of JEM
       buffer_size=10_000, reinit_prob=0.05,         # replay buffer, uniform in [-1, 1]

@@ -23,8 +23,9 @@ where accuracy and ECE are read), at most `config.race.max_steps` steps and abou
 `config.race.max_seconds` seconds each. `--end_to_end_accuracy` is a short form of
 `--config.race.target_accuracy`; a negative value skips the race (minutes instead of an hour).
 `--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient and of the
-SGLD loop to the same run. Writes OUTPUT/benchmark.{json,md,png} (and benchmark_race.png) and
-prints the Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
+SGLD loop to the same run; `--ngebm_penalty_fractions=0.25,0.5` adds the cheaper NG-EBM (its
+penalty on that share of each batch). Writes OUTPUT/benchmark.{json,md,png} (and
+benchmark_race.png) and prints the Markdown. The workflow is `ngebm_jax.workflows.benchmark`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ _SGLD_STEPS = flags.DEFINE_list("sgld_steps", [str(k) for k in step_programs.DEF
 _GRAD_MODES = flags.DEFINE_list("ngebm_grad_modes", [],
                                 "Also time NG-EBM in these grad_modes (e.g. reverse_over_reverse).")
 _UNROLLS = flags.DEFINE_list("sgld_unrolls", [], "Also time SGLD with these lax.scan unrolls.")
+_FRACTIONS = flags.DEFINE_list("ngebm_penalty_fractions", [],
+                               "Also time NG-EBM with its penalty on these shares of each batch.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per objective (after the warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per objective before timing.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", [], "A grid of batch sizes (default: config's).")
@@ -77,6 +80,13 @@ def _ints(flag) -> list[int]:
     raise app.UsageError(f"--{flag.name} must be integers; got {flag.value}.") from e
 
 
+def _floats(flag) -> list[float]:
+  try:
+    return [float(f) for f in flag.value]
+  except ValueError as e:
+    raise app.UsageError(f"--{flag.name} must be numbers; got {flag.value}.") from e
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -88,6 +98,7 @@ def main(argv):
       config, _OUTPUT.value, batch_sizes=_ints(_BATCH_SIZES), dtypes=_DTYPES.value,
       objective_names=_OBJECTIVES.value, sgld_steps=_ints(_SGLD_STEPS),
       ngebm_grad_modes=_GRAD_MODES.value, sgld_unrolls=_ints(_UNROLLS),
+      ngebm_penalty_fractions=_floats(_FRACTIONS),
       steps=_STEPS.value, warmup=_WARMUP.value,
       components=_COMPONENTS.value, pytorch=_PYTORCH.value,
       pytorch_python=_PYTORCH_PYTHON.value, pytorch_threads=_PYTORCH_THREADS.value,

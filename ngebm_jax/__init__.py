@@ -17,6 +17,7 @@ from ngebm_jax.energy import log_density_input_grad
 from ngebm_jax.objectives import cross_entropy_loss
 from ngebm_jax.objectives import global_mean
 from ngebm_jax.objectives import ngebm_loss
+from ngebm_jax.objectives import penalized_examples
 from ngebm_jax.calibration_objectives import focal_loss
 from ngebm_jax.calibration_objectives import label_smoothing_loss
 from ngebm_jax.sgld import ReplayBuffer
@@ -53,6 +54,7 @@ __all__ = [
     "cross_entropy_loss",
     "global_mean",
     "ngebm_loss",
+    "penalized_examples",
     "sgld_ebm_loss",
     "sgld_ebm_loss_from_samples",
     # The calibration peers: label smoothing, focal loss (FL-gamma, FLSD-53).

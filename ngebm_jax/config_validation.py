@@ -64,6 +64,7 @@ def validate_training(config, num_devices: int) -> None:
   _one_of("ngebm.grad_mode", config.ngebm.grad_mode, objectives_lib.GRAD_MODES)
   _number("ngebm.beta", config.ngebm.beta, low=0)
   _number("ngebm.gamma", config.ngebm.gamma, low=0)
+  _number("ngebm.penalty_fraction", config.ngebm.penalty_fraction, low=0, low_open=True, high=1)
   s = config.sgld
   _number("sgld.num_steps", s.num_steps, low=1, integer=True)
   _number("sgld.step_size", s.step_size, low=0, low_open=True)

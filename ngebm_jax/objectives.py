@@ -16,10 +16,13 @@ in bfloat16.
 
 from __future__ import annotations
 
+import fractions
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ngebm_jax import _checks
@@ -124,9 +127,32 @@ def _grad_norms_forward_over_reverse(apply_fn, params, x):
   return directional, logits, surrogate / x.shape[0]
 
 
+def penalized_examples(batch_size: int, penalty_fraction: float) -> np.ndarray:
+  """Indices of the examples that carry the Approximate Mass penalty, `ceil(f * B)` of them.
+
+  With `f = p / q` (as a fraction), the `n`-th penalized example is `floor(n q / p)`: spread
+  evenly over the batch (every 4th for 0.25), the first always included, all for 1.0. Spread
+  rather than the first `ceil(f * B)`, so that when `f * B` is a whole number of examples per
+  device, the devices of a data-parallel run together penalize the same examples as one device
+  holding the whole batch: device `d`'s indices are those of one device shifted by `d * B`.
+  """
+  _check_fraction(penalty_fraction)
+  f = fractions.Fraction(float(penalty_fraction)).limit_denominator(1_000_000)
+  count = math.ceil(f * batch_size)
+  return np.array([n * f.denominator // f.numerator for n in range(count)], np.int32)
+
+
+def _check_fraction(penalty_fraction) -> None:
+  ok = (isinstance(penalty_fraction, (int, float, np.integer, np.floating))
+        and not isinstance(penalty_fraction, (bool, np.bool_)))
+  if not (ok and 0 < penalty_fraction <= 1):
+    raise ValueError("penalty_fraction must be a number in (0, 1], the share of each batch that "
+                     f"carries the Approximate Mass penalty; got {penalty_fraction!r}.")
+
+
 def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float = 1.0,
                gamma: float = 1.0, axis_name: str | None = None,
-               grad_mode: str = "forward_over_reverse"):
+               grad_mode: str = "forward_over_reverse", penalty_fraction: float = 1.0):
   """NG-EBM objective `L = CE + beta * L_var + gamma * L_grad` (NG-EBM, arXiv 2304.01297).
 
   - `L_var = mean_i (E(x_i) - mean_j E(x_j))^2`: biased batch variance of the energy
@@ -155,6 +181,13 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
       (`jax.grad` of `jax.grad`, as the paper's code). Both give the same loss and gradients
       with respect to `params`; only "reverse_over_reverse" also differentiates the penalty
       with respect to `x`.
+    penalty_fraction: share `f` in (0, 1] of each (per-device) batch on which `L_grad` is
+      computed: the mean is over the `ceil(f * B)` examples of `penalized_examples`, spread
+      evenly over the batch. 1.0 (default) is the paper. The input-gradient pass and its
+      double backward, the cost of NG-EBM over the baseline, then run on those examples only;
+      the cross-entropy and `L_var` (which need only the logits) stay on the whole batch.
+      With `axis_name`, the global `L_grad` is over the same examples as on one device
+      whenever `f * B` is a whole number on each device.
 
   Returns:
     `(loss, aux)`; `aux` holds the batch means `ce`, `energy_var`, `grad_norm`, and
@@ -163,13 +196,22 @@ def ngebm_loss(apply_fn, params: Any, x: jax.Array, y: jax.Array, *, beta: float
   _check_batch(x, y)
   _checks.check_positive(beta, "beta")
   _checks.check_positive(gamma, "gamma")
+  if grad_mode not in GRAD_MODES:
+    raise ValueError(f"grad_mode must be one of {GRAD_MODES}; got {grad_mode!r}.")
+  batch_size = jnp.shape(x)[0]
+  penalized = penalized_examples(batch_size, penalty_fraction)
+  subset = len(penalized) < batch_size
+  x_penalized = x[penalized] if subset else x
   surrogate = 0.0
   if grad_mode == "forward_over_reverse":
-    norms, logits, surrogate = _grad_norms_forward_over_reverse(apply_fn, params, x)
-  elif grad_mode == "reverse_over_reverse":
-    norms, logits = _grad_norms_reverse_over_reverse(apply_fn, params, x)
+    norms, logits, surrogate = _grad_norms_forward_over_reverse(apply_fn, params, x_penalized)
   else:
-    raise ValueError(f"grad_mode must be one of {GRAD_MODES}; got {grad_mode!r}.")
+    norms, logits = _grad_norms_reverse_over_reverse(apply_fn, params, x_penalized)
+  if subset:
+    # The other examples need only a forward pass; put the logits back in batch order.
+    rest = np.setdiff1d(np.arange(batch_size), penalized)
+    order = np.argsort(np.concatenate([penalized, rest]))
+    logits = jnp.concatenate([logits, apply_fn(params, x[rest])])[order]
 
   ce = global_mean(_cross_entropy(logits, y), axis_name)
   e = -jax.nn.logsumexp(at_least_float32(logits), axis=-1)

@@ -85,6 +85,7 @@ def test_objectives_registered_later_are_allowed():
 NUMERIC = [
     ("batch_size", 0, r"\[1, inf\)"),
     ("sgld.reinit_prob", 1.5, r"\[0, 1\]"),
+    ("ngebm.penalty_fraction", 0.0, r"\(0, 1\]"),
     ("sgld.step_size", 0.0, r"\(0, inf\)"),
     ("model.dropout_rate", 1.0, r"\[0, 1\)"),
     ("model.depth", 27, "6 n \\+ 4"),

@@ -157,3 +157,117 @@ def test_bad_arguments_raise(kwargs, match):
   hyper = {k: v for k, v in kwargs.items() if k not in ("x", "y")}
   with pytest.raises(ValueError, match=match):
     ng.ngebm_loss(ref.mlp_apply, params, args["x"], args["y"], **hyper)
+
+
+# --- penalty_fraction: the Approximate Mass penalty on a share of each batch (issue 26) ------
+
+
+def _penalized_reference(batch_size, fraction):
+  """Slow form: example i is penalized when ceil(f (i + 1)) > ceil(f i), f as an exact fraction
+  (each step of the running count of penalized examples lands on one example)."""
+  import fractions  # pylint: disable=g-import-not-at-top
+  import math  # pylint: disable=g-import-not-at-top
+  f = fractions.Fraction(float(fraction)).limit_denominator(1_000_000)
+  return [i for i in range(batch_size) if math.ceil(f * (i + 1)) > math.ceil(f * i)]
+
+
+@pytest.mark.parametrize("batch_size, fraction", [
+    (8, 1.0), (8, 0.5), (8, 0.25), (10, 0.3), (7, 1 / 3), (5, 0.1), (16, 0.75),
+    (8, np.float32(0.5))])
+def test_penalized_examples_match_the_slow_rule(batch_size, fraction):
+  got = ng.penalized_examples(batch_size, fraction)
+  assert got.tolist() == _penalized_reference(batch_size, fraction)
+  assert len(got) == int(np.ceil(fraction * batch_size - 1e-9)) and got[0] == 0
+
+
+def test_penalty_fraction_one_is_the_paper_loss_exactly():
+  params = ref.make_mlp(jax.random.key(0))
+  x, y = _batch()
+  paper = jax.jit(lambda p: ng.ngebm_loss(ref.mlp_apply, p, x, y))
+  full = jax.jit(lambda p: ng.ngebm_loss(ref.mlp_apply, p, x, y, penalty_fraction=1.0))
+  (l1, a1), (l2, a2) = paper(params), full(params)
+  assert float(l1) == float(l2)
+  np.testing.assert_array_equal(a1["logits"], a2["logits"])
+
+
+@pytest.mark.parametrize("grad_mode", ["forward_over_reverse", "reverse_over_reverse"])
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_penalty_fraction_matches_numpy(grad_mode, fraction):
+  params = ref.make_mlp(jax.random.key(0))
+  x, y = _batch()
+  loss, aux = jax.jit(lambda p: ng.ngebm_loss(ref.mlp_apply, p, x, y, beta=0.7, gamma=1.3,
+                                              grad_mode=grad_mode,
+                                              penalty_fraction=fraction))(params)
+  idx = _penalized_reference(B, fraction)
+  _, ce, var, _ = _numpy_ngebm(params, x, y, 0.7, 1.3)  # CE and L_var: the whole batch
+  g = ref.input_grad_fd_np(params, np.asarray(x)[idx]).reshape(len(idx), -1)
+  grad_norm = np.mean(np.sqrt((g ** 2).sum(-1)))      # L_grad: the penalized examples only
+  np.testing.assert_allclose(aux["ce"], ce, rtol=1e-5)
+  np.testing.assert_allclose(aux["energy_var"], var, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(aux["grad_norm"], grad_norm, rtol=1e-4)
+  np.testing.assert_allclose(loss, ce + 0.7 * var + 1.3 * grad_norm, rtol=1e-5)
+  np.testing.assert_allclose(aux["logits"], ref.mlp_apply_np(params, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("grad_mode", ["forward_over_reverse", "reverse_over_reverse"])
+def test_penalty_fraction_gradients_equal_the_paper_terms_recombined(grad_mode):
+  # Reference: CE and L_var of the whole batch plus the paper's L_grad of the penalized examples.
+  params = ref.make_mlp(jax.random.key(7), hidden=7)
+  x, y = _batch(5)
+  idx = np.array(_penalized_reference(B, 0.25))
+
+  def reference(p):
+    full, _ = ng.ngebm_loss(ref.mlp_apply, p, x, y, beta=0.7, gamma=0.0, grad_mode=grad_mode)
+    _, aux = ng.ngebm_loss(ref.mlp_apply, p, x[idx], y[idx], grad_mode=grad_mode)
+    return full + 1.3 * aux["grad_norm"]
+
+  cheap = lambda p: ng.ngebm_loss(ref.mlp_apply, p, x, y, beta=0.7, gamma=1.3,
+                                  grad_mode=grad_mode, penalty_fraction=0.25)[0]
+  (l1, g1), (l2, g2) = (jax.jit(jax.value_and_grad(f))(params) for f in (cheap, reference))
+  np.testing.assert_allclose(l1, l2, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_penalty_fraction_check_grads():
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), ref.make_mlp(jax.random.key(4)))
+    x, y = _batch(2)
+    x = jnp.asarray(x, jnp.float64)
+    f = jax.jit(lambda p: ng.ngebm_loss(ref.mlp_apply, p, x, y, penalty_fraction=0.5)[0])
+    jtu.check_grads(f, (params,), order=1, modes=["rev"], eps=1e-5, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("grad_mode", ["forward_over_reverse", "reverse_over_reverse"])
+def test_penalty_fraction_eight_devices_equal_one_device(grad_mode):
+  # 16 examples, 2 per device: f = 0.5 penalizes one example per device, the global examples
+  # 0, 2, ..., 14, the same as one device holding the whole batch.
+  params = ref.make_mlp(jax.random.key(6))
+  x = jax.random.uniform(jax.random.key(9), (16, 2, 2, 2), minval=-1, maxval=1)
+  y = jnp.arange(16, dtype=jnp.int32) % 3
+  loss_fn = lambda p, x, y, axis_name: ng.ngebm_loss(
+      ref.mlp_apply, p, x, y, axis_name=axis_name, grad_mode=grad_mode, penalty_fraction=0.5)
+  (loss, aux), grads = jax.jit(jax.value_and_grad(
+      lambda p: loss_fn(p, x, y, None), has_aux=True))(params)
+
+  def per_device(p, x, y):
+    (l, a), g = jax.value_and_grad(lambda p: loss_fn(p, x, y, "data"), has_aux=True)(p)
+    return l, a["grad_norm"], jax.lax.pmean(g, "data")
+
+  mesh = jax.make_mesh((8,), ("data",))
+  put = lambda a, spec: jax.device_put(a, NamedSharding(mesh, spec))
+  sm = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P("data")),
+                             out_specs=(P(), P(), P())))
+  l_sm, norm_sm, g_sm = sm(put(params, P()), put(x, P("data")), put(y, P("data")))
+  np.testing.assert_allclose(l_sm, loss, rtol=1e-5)
+  np.testing.assert_allclose(norm_sm, aux["grad_norm"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(g_sm), jax.tree.leaves(grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, -0.25, float("nan"), True, "half"])
+def test_bad_penalty_fraction_raises(fraction):
+  params = ref.make_mlp(jax.random.key(0))
+  x, y = _batch()
+  with pytest.raises(ValueError, match="penalty_fraction"):
+    ng.ngebm_loss(ref.mlp_apply, params, x, y, penalty_fraction=fraction)

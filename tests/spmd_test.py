@@ -138,12 +138,13 @@ def test_all_reduced_elements_counts_tuple_and_scalar_shapes():
   assert _all_reduced_elements(hlo) == 12 + 1 + 5
 
 
-@pytest.mark.parametrize("objective", ["baseline", "ngebm", "sgld"])
+@pytest.mark.parametrize("objective", ["baseline", "ngebm", "sgld", "ngebm_fraction"])
 def test_train_step_all_reduces_the_gradients_once(objective):
   # Under shard_map the gradient of the replicated parameters is already global; a second
   # reduction (a pmean after it, or one inside NG-EBM's penalty) would double the traffic.
   config = benchmark_tiny.get_config()
-  config.objective = objective
+  config.objective = objective.removesuffix("_fraction")
+  config.ngebm.penalty_fraction = 0.5 if objective.endswith("_fraction") else 1.0
   config.sgld.num_steps = 2
   mesh = spmd.make_mesh(jax.devices()[:4])
   fns, params = ckpt_lib.model_from_config(config, 10)

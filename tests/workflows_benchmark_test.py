@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import benchmark_tiny
+from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import step_programs
 from ngebm_jax.benchmarking import xla_costs
 from ngebm_jax.workflows import benchmark
@@ -185,6 +186,14 @@ def test_variants_and_targets():
   assert [(v.name, v.config.ngebm.grad_mode, v.canonical) for v in variants] == [
       ("ngebm", "forward_over_reverse", True),
       ("ngebm_reverse_over_reverse", "reverse_over_reverse", False)]
+  variants, _ = step_programs.make_variants(config, ["ngebm"],
+                                            ngebm_penalty_fractions=[0.25, 1.0, 0.5])
+  assert [(v.name, v.config.ngebm.penalty_fraction, v.canonical) for v in variants] == [
+      ("ngebm", 1.0, True), ("ngebm_f0.25", 0.25, True), ("ngebm_f0.5", 0.5, True)]
+  spec, why = pytorch_peer.step_spec(variants[1])
+  assert spec is None and "whole batch" in why
+  with pytest.raises(ValueError, match="ngebm_penalty_fractions"):
+    step_programs.make_variants(config, ["ngebm"], ngebm_penalty_fractions=[0.0])
 
 
 def test_peaks_per_device_kind_name_their_precision():
@@ -273,3 +282,14 @@ def test_the_gpu_command_runs_its_grid_on_cpu_with_a_tiny_model(tmp_path):
   # bfloat16 steps keep less in memory than float32 ones at the same batch
   assert settings[1]["steps"][0]["peak_memory_bytes"] < settings[0]["steps"][0][
       "peak_memory_bytes"]
+
+
+def test_cheaper_ngebm_variants_are_reported_against_ngebm():
+  rows = [{"name": n, "framework": "jax", "objective": o, "sgld_steps": None, "median_s": s}
+          for n, o, s in (("baseline", "baseline", 1.0), ("ngebm", "ngebm", 2.0),
+                          ("ngebm_f0.25", "ngebm", 1.3),
+                          ("ngebm_reverse_over_reverse", "ngebm", 4.0))]
+  ratios = benchmark._add_ratios(rows)
+  assert ratios["over_ngebm"] == {"ngebm_f0.25": pytest.approx(0.65),
+                                  "ngebm_reverse_over_reverse": pytest.approx(2.0)}
+  assert rows[2]["ratio_to_baseline"] == pytest.approx(1.3)

@@ -43,6 +43,8 @@ def step_spec(variant) -> tuple[dict | None, str | None]:
     return None, "another form of one of our steps; PyTorch's is beside the config's form"
   if variant.objective not in OBJECTIVES:
     return None, f"no PyTorch step for objective {variant.objective!r}"
+  if variant.objective == "ngebm" and config.ngebm.penalty_fraction != 1:
+    return None, "the PyTorch NG-EBM step has the paper's penalty on the whole batch only"
   spec = {"name": variant.name, "objective": variant.objective}
   if variant.objective == "ngebm":
     spec.update(beta=float(config.ngebm.beta), gamma=float(config.ngebm.gamma))

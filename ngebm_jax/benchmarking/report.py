@@ -215,6 +215,8 @@ def markdown(results: dict) -> str:
   if ratios.get("sgld_k20_over_ngebm"):
     lines.append(f"SGLD-EBM (K = 20) / NG-EBM step time: "
                  f"**{ratios['sgld_k20_over_ngebm']:.2f}x**.")
+  for name, ratio in ratios.get("over_ngebm", {}).items():
+    lines.append(f"{name} / ngebm step time: **{ratio:.2f}x**.")
   if ratios.get("sgld_k1_over_k5"):
     lines.append(f"SGLD-EBM K = 1 / K = 5 step time: **{ratios['sgld_k1_over_k5']:.2f}x**.")
   lines.append("")

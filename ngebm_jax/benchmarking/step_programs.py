@@ -44,6 +44,7 @@ class Variant:
 def make_variants(config, objective_names: Sequence[str],
                   sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, *,
                   ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
+                  ngebm_penalty_fractions: Sequence[float] = (),
                   ) -> tuple[list[Variant], list[str]]:
   """The variants of `config` to time, and the requested objectives that are not registered.
 
@@ -52,8 +53,14 @@ def make_variants(config, objective_names: Sequence[str],
   `ngebm_grad_modes` adds an "ngebm_<mode>" variant per mode other than the config's, and
   `sgld_unrolls` adds an "sgld_k<K>_unroll<u>" variant per unroll factor u and K (same
   numbers, another loop structure): the two forms of the Approximate Mass gradient, and a
-  rolled against an unrolled chain, timed in the same run.
+  rolled against an unrolled chain, timed in the same run. `ngebm_penalty_fractions` adds an
+  "ngebm_f<f>" variant per fraction other than the config's: the cheaper NG-EBM, its penalty on
+  that share of each batch (`config.ngebm.penalty_fraction`; another objective, not another
+  form).
   """
+  for f in ngebm_penalty_fractions:
+    if not 0 < float(f) <= 1:
+      raise ValueError(f"ngebm_penalty_fractions must be in (0, 1]; got {f}.")
   available = objective_registry.names()
   variants, skipped = [], []
 
@@ -89,6 +96,9 @@ def make_variants(config, objective_names: Sequence[str],
         for mode in ngebm_grad_modes:
           if mode != config.ngebm.grad_mode:
             add(f"ngebm_{mode}", "ngebm", canonical=False, **{"ngebm.grad_mode": mode})
+        for f in ngebm_penalty_fractions:
+          if float(f) != config.ngebm.penalty_fraction:
+            add(f"ngebm_f{float(f):g}", "ngebm", **{"ngebm.penalty_fraction": float(f)})
   if skipped:
     logging.warning("Objectives not registered in this version, skipped: %s (available: %s).",
                     skipped, available)

@@ -66,7 +66,7 @@ def _ngebm(config, model_fns) -> Objective:
     apply_fn = _apply_with_dropout(model_fns, config, key)
     loss, aux = objectives_lib.ngebm_loss(
         apply_fn, params, batch["image"], batch["label"], beta=c.beta, gamma=c.gamma,
-        grad_mode=c.grad_mode, axis_name=axis_name)
+        grad_mode=c.grad_mode, penalty_fraction=c.penalty_fraction, axis_name=axis_name)
     return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
   return Objective(loss_fn)
 

@@ -147,6 +147,12 @@ def _add_ratios(rows: list[dict]) -> dict:
   ratios = {}
   if "sgld_k20" in ours and "ngebm" in ours:
     ratios["sgld_k20_over_ngebm"] = ours["sgld_k20"]["median_s"] / ours["ngebm"]["median_s"]
+  # The cheaper NG-EBM (penalty on a share of each batch) and the other gradient form, against
+  # the config's NG-EBM step.
+  over_ngebm = {n: r["median_s"] / ours["ngebm"]["median_s"] for n, r in ours.items()
+                if n.startswith("ngebm_") and "ngebm" in ours}
+  if over_ngebm:
+    ratios["over_ngebm"] = over_ngebm
   if "sgld_k1" in ours and "sgld_k5" in ours:
     ratios["sgld_k1_over_k5"] = ours["sgld_k1"]["median_s"] / ours["sgld_k5"]["median_s"]
   ratios["jax_over_pytorch"] = {n: r["ratio_to_pytorch"] for n, r in ours.items()
@@ -205,7 +211,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                                                      "label_smoothing", "focal"),
         sgld_steps: Sequence[int] = DEFAULT_SGLD_STEPS, steps: int = 20, warmup: int = 1,
         ngebm_grad_modes: Sequence[str] = (), sgld_unrolls: Sequence[int] = (),
-        components: bool = False, devices=None, pytorch: bool = True,
+        ngebm_penalty_fractions: Sequence[float] = (), components: bool = False, devices=None,
+        pytorch: bool = True,
         pytorch_python: str | None = None, pytorch_threads: int | None = None,
         fit_memory_gib: float | None = None, fit_objectives: Sequence[str] = ("ngebm",),
         profile_dir: str | None = None) -> dict:
@@ -225,6 +232,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     warmup: untimed calls per variant.
     ngebm_grad_modes: also time NG-EBM with these `grad_mode`s ("ngebm_<mode>").
     sgld_unrolls: also time SGLD with these `lax.scan` unroll factors ("sgld_k<K>_unroll<u>").
+    ngebm_penalty_fractions: also time the cheaper NG-EBM with its penalty on these shares of
+      each batch ("ngebm_f<f>", `config.ngebm.penalty_fraction`).
     components: also time the pieces of a step (`component_times`), and PyTorch's.
     devices: the devices of the data-parallel mesh (default: all).
     pytorch: time the PyTorch peer beside our steps (when torch can be imported).
@@ -241,7 +250,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   mesh = spmd.make_mesh(devices)
   info = data_lib.dataset_info(config)
   variants, skipped = make_variants(config, objective_names, sgld_steps,
-                                    ngebm_grad_modes=ngebm_grad_modes, sgld_unrolls=sgld_unrolls)
+                                    ngebm_grad_modes=ngebm_grad_modes, sgld_unrolls=sgld_unrolls,
+                                    ngebm_penalty_fractions=ngebm_penalty_fractions)
   if objective_names and not variants:
     raise ValueError(f"None of the objectives {list(objective_names)} is registered; "
                      f"available: {objective_registry.names()}.")
@@ -323,7 +333,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
                 "objectives_requested": list(objective_names),
                 "sgld_steps": [int(k) for k in sgld_steps],
                 "ngebm_grad_modes": list(ngebm_grad_modes),
-                "sgld_unrolls": [int(u) for u in sgld_unrolls]},
+                "sgld_unrolls": [int(u) for u in sgld_unrolls],
+                "ngebm_penalty_fractions": [float(f) for f in ngebm_penalty_fractions]},
       "skipped": skipped,
       "pytorch": peer_info,
       "steps": rows,
