@@ -88,7 +88,7 @@ gpu-check: accelerator $(INSTALL_ACCEL) offline-site
 
 # The API reference is built with warnings as errors: a broken docstring fails the tests.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15 tests
 	$(MAKE) docs
 
 docs: $(STAMP)

@@ -1,7 +1,7 @@
 r"""A seconds-sized calibration study for tests: the real code path, no particular result.
 
   python -m experiments.calibration_study --config=configs/calibration_study_smoke.py \
-      --output=/tmp/cs_smoke
+      --output=runs/cs_smoke
 
 Two seeds, measured at step 10 and at the end (20 steps), a one-point gamma sweep and one extra
 training-set size. Expect no over-fitting (the report says so).

@@ -17,8 +17,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The test modules that run whole programs (a minute or more each) go first, so that with
-# `pytest -n 2` the many short tests fill in beside them instead of two workers waiting on the
-# last long one at the end.
+# `pytest -n 2 --dist worksteal` (make test) the many short tests fill in beside them, a worker
+# that runs out taking pending tests from the other, instead of two workers waiting on the last
+# long one at the end.
 _LONG_FIRST = ("readme_test.py", "workflows_", "multihost_test.py", "resume_test.py",
                "train_sgld_test.py")
 

@@ -41,6 +41,7 @@ def tiny_run(tmp_path_factory):
 def test_every_objective_has_positive_time_memory_and_flops(tiny_run):
   _, results, _ = tiny_run
   expected = ["baseline", "ngebm"] + (["sgld_k1"] if "sgld" in objective_registry.names() else [])
+  expected += ["label_smoothing", "focal"]  # the calibration peers, timed by default
   rows = {r["name"]: r for r in results["steps"] if r["framework"] == "jax"}
   assert list(rows) == expected
   for name, r in rows.items():
