@@ -25,11 +25,12 @@ step adds about three baseline steps (data, the unlabelled batch, the samples).
 End to end (lr 1e-3, shared machine): the baseline reaches 30% in 650 steps, NG-EBM in 850;
 SGLD-EBM K = 5 diverges at this learning rate and K = 20 is at 18% when the 900 s cap stops it.
 The training loop with the real input pipeline (uint8 to the device, augmentation there, 2
-batches prefetched; the baseline) against the same step on one reused batch, in paired rounds:
-pipeline_efficiency 1.14, 0.98, 0.82, 0.89 and 1.09 in five runs on the shared 2 cores at load
-average 10-23 (median 0.98), where rounds of the same step swung by up to 2x; the pipeline alone
-took 10-18 ms a batch there, next to a 280-650 ms step. On a quiet machine (a 140 ms step, a few
-ms of pipeline, which a CPU cannot hide since both share the cores) 0.96-1.0 is to be expected.
+batches prefetched; the baseline) against the same step on one reused batch, in paired rounds
+(5 rounds of 10 steps back to back): on the quiet 2 cores (load average 1.5),
+`--objectives=baseline --nocomponents --nopytorch`, 489 images/s in the loop against 487 for
+the step alone, pipeline_efficiency 0.973; the pipeline alone took 9.4 ms a batch beside a
+131 ms step (a CPU cannot hide it: both share the cores). On the shared machine (load 10-23)
+five runs gave 0.82-1.14, where rounds of the same step swung by up to 2x.
 """
 
 from configs import default
