@@ -23,7 +23,7 @@ gradients see the noise-free model; no expectation over the noise is taken).
 
 Two protocols. "fixed_epsilon" (`robust_accuracy`, the default): accuracy under PGD at each of a
 few epsilons. "paper" (`minimal_epsilons`): the protocol of the NG-EBM and JEM code
-(`attack_model.py`, foolbox 1.8): for each correctly classified image among the first N, the
+(its attack code, foolbox 1.8): for each correctly classified image among the first N, the
 smallest epsilon at which PGD succeeds, found by foolbox's search (an exponential search up
 from `initial_epsilon`, x1.5 per try, then `binary_search_steps` bisections; each try is a PGD
 run that stops at its first adversarial iterate, with the step a fixed fraction of that try's
@@ -262,7 +262,7 @@ def robust_accuracy(apply_fn: ApplyFn, params: Any, x: Any, y: Any, *, key: jax.
 
 PROTOCOLS = ("fixed_epsilon", "paper")
 
-# foolbox 1.8's defaults, as NG-EBM's `attack_model.py` calls it: RandomStartProjected-
+# foolbox 1.8's defaults, as NG-EBM's attack code calls it: RandomStartProjected-
 # GradientDescentAttack (L-inf) and L2BasicIterativeAttack start their search at epsilon 0.3 with
 # steps of 0.01 and 0.05, i.e. 1/30 and 1/6 of the epsilon tried (foolbox keeps that ratio). Its
 # L2 epsilon is a root-mean-square over the D pixel values; ours is the L2 norm, sqrt(D) times it.
