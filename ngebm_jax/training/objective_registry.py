@@ -50,47 +50,34 @@ def _metrics(aux: dict, labels: jax.Array, axis_name) -> dict:
   return metrics
 
 
-def _baseline(config, model_fns) -> Objective:
+def _stateless(loss, config, model_fns, **hyperparameters) -> Objective:
+  """An objective from a pure loss `loss(apply_fn, params, x, y, **hyperparameters)`."""
   def loss_fn(params, batch, key, objective_state, axis_name, step=None):
     apply_fn = _apply_with_dropout(model_fns, config, key)
-    loss, aux = objectives_lib.cross_entropy_loss(
-        apply_fn, params, batch["image"], batch["label"], axis_name=axis_name)
-    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
+    value, aux = loss(apply_fn, params, batch["image"], batch["label"], axis_name=axis_name,
+                      **hyperparameters)
+    return value, (_metrics(aux, batch["label"], axis_name), objective_state)
   return Objective(loss_fn)
+
+
+def _baseline(config, model_fns) -> Objective:
+  return _stateless(objectives_lib.cross_entropy_loss, config, model_fns)
 
 
 def _ngebm(config, model_fns) -> Objective:
   c = config.ngebm
-
-  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
-    apply_fn = _apply_with_dropout(model_fns, config, key)
-    loss, aux = objectives_lib.ngebm_loss(
-        apply_fn, params, batch["image"], batch["label"], beta=c.beta, gamma=c.gamma,
-        grad_mode=c.grad_mode, penalty_fraction=c.penalty_fraction, axis_name=axis_name)
-    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
-  return Objective(loss_fn)
+  return _stateless(objectives_lib.ngebm_loss, config, model_fns, beta=c.beta, gamma=c.gamma,
+                    grad_mode=c.grad_mode, penalty_fraction=c.penalty_fraction)
 
 
 def _label_smoothing(config, model_fns) -> Objective:
-  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
-    apply_fn = _apply_with_dropout(model_fns, config, key)
-    loss, aux = calibration_objectives.label_smoothing_loss(
-        apply_fn, params, batch["image"], batch["label"], alpha=config.label_smoothing.alpha,
-        axis_name=axis_name)
-    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
-  return Objective(loss_fn)
+  return _stateless(calibration_objectives.label_smoothing_loss, config, model_fns,
+                    alpha=config.label_smoothing.alpha)
 
 
 def _focal(config, model_fns) -> Objective:
-  c = config.focal
-
-  def loss_fn(params, batch, key, objective_state, axis_name, step=None):
-    apply_fn = _apply_with_dropout(model_fns, config, key)
-    loss, aux = calibration_objectives.focal_loss(
-        apply_fn, params, batch["image"], batch["label"], gamma=c.gamma, schedule=c.schedule,
-        axis_name=axis_name)
-    return loss, (_metrics(aux, batch["label"], axis_name), objective_state)
-  return Objective(loss_fn)
+  return _stateless(calibration_objectives.focal_loss, config, model_fns,
+                    gamma=config.focal.gamma, schedule=config.focal.schedule)
 
 
 def _sgld(config, model_fns) -> Objective:
