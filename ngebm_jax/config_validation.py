@@ -177,6 +177,23 @@ def validate_evaluation(config) -> None:
       _number(f"eval.epsilons_{norm} (each)", eps, low=0)
 
 
+def validate_race(config) -> None:
+  """`config.race`, the benchmark's race: only benchmark configs add it (configs/default.py's
+  `race_config()`), so the benchmark calls this itself, before its step timing."""
+  if "race" not in config:
+    raise ValueError("This config has no race block: the benchmark needs one. Start from a "
+                     "benchmark config (configs/benchmark_*.py) or add "
+                     "`config.race = default.race_config()` to yours.")
+  r = config.race
+  _number("race.target_accuracy", r.target_accuracy, high=1)  # <= 0 skips the race
+  for name in ("max_steps", "eval_every"):
+    _number(f"race.{name}", r[name], low=1, integer=True)
+  _number("race.max_seconds", r.max_seconds)  # <= 0: no cap
+  if r.budget_s is not None and (r.budget_s <= 0 or 0 < r.max_seconds < r.budget_s):
+    raise ValueError(f"config.race.budget_s must be > 0 and at most config.race.max_seconds "
+                     f"({r.max_seconds}); got {r.budget_s}.")
+
+
 ON_CPU = ("run", "warn", "refuse")
 INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
                 "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
@@ -212,3 +229,5 @@ def validate_config(config, num_devices: int | None = None) -> None:
   validate_model(config)
   validate_dataset(config)
   validate_evaluation(config)
+  if "race" in config:
+    validate_race(config)

@@ -50,7 +50,7 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
                     "dataset.data_dir", "dataset.num_workers", "dataset.prefetch", "eval",
-                    "compilation_cache_dir", "max_restarts")
+                    "compilation_cache_dir", "max_restarts", "race")
 
 
 class ConfigMismatchError(ValueError):
