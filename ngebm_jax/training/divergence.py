@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from ngebm_jax import _checks
 from ngebm_jax import reporting
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import spmd
@@ -37,8 +38,7 @@ def restart_key(key_data, restart_number: int) -> np.ndarray:
   A fold of the restart number into the restored key: every restart of a run gets a key of its
   own, also when two restarts go back to the same checkpoint.
   """
-  if restart_number < 1:
-    raise ValueError(f"restart_number must be >= 1; got {restart_number}.")
+  _checks.check_positive_int(restart_number, "restart_number")
   key = jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.device_get(key_data))))
   return np.asarray(jax.random.key_data(jax.random.fold_in(key, restart_number)))
 
