@@ -194,6 +194,37 @@ def validate_race(config) -> None:
                      f"({r.max_seconds}); got {r.budget_s}.")
 
 
+def validate_focus_study(config) -> None:
+  """`config.focus_study` (configs/focus.py), which the focus study checks before it trains."""
+  if "focus_study" not in config:
+    raise ValueError("This config has no focus_study block: the focus study needs one. Start "
+                     "from configs/focus.py (or a variant of it).")
+  s = config.focus_study
+  recipes = tuple(s.recipe_settings)
+  _subset_of("focus_study.recipes", s.recipes, recipes)
+  if not s.seeds:
+    raise ValueError("config.focus_study.seeds must hold at least one seed.")
+  for seed in s.seeds:
+    _number("focus_study.seeds (each)", seed, low=0, integer=True)
+  for w in s.entropy_sweep:
+    _number("focus_study.entropy_sweep (each)", w, low=0)
+  if s.entropy_sweep and "entropy" not in recipes:
+    raise ValueError("config.focus_study.entropy_sweep sweeps the 'entropy' recipe, which "
+                     "config.focus_study.recipe_settings does not define.")
+  _subset_of("focus_study.cam_classes", s.cam_classes, focus_lib.CAM_CLASSES)
+  if s.salience and not s.salience_variants:
+    raise ValueError("config.focus_study.salience_variants must name at least one variant "
+                     "(e.g. ('default',)).")
+  _number("focus_study.num_salience_images", s.num_salience_images, low=1, integer=True)
+  objectives = objective_registry.names()
+  for name, r in s.recipe_settings.items():
+    _one_of(f"focus_study.recipe_settings.{name}.objective", r.objective, objectives)
+    unknown = sorted(set(r.focus) - set(config.focus))
+    if unknown:
+      raise ValueError(f"config.focus_study.recipe_settings.{name}.focus sets {unknown}, which "
+                       f"are not fields of config.focus ({sorted(config.focus)}).")
+
+
 ON_CPU = ("run", "warn", "refuse")
 INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
                 "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "

@@ -46,11 +46,12 @@ from ngebm_jax.training.divergence import read_restarts, restart_key  # pylint: 
 from ngebm_jax.training.metric_writer import MetricWriter
 from ngebm_jax.training.state import TrainState, optimizer_from_config
 
-# Config fields that may change between a run and its resumption without changing the result.
+# Config fields that may change between a run and its resumption without changing the result
+# ("race" and "focus_study" are the benchmark's and the focus study's, which training never reads).
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
                     "dataset.data_dir", "dataset.num_workers", "dataset.prefetch", "eval",
-                    "compilation_cache_dir", "max_restarts", "race")
+                    "compilation_cache_dir", "max_restarts", "race", "focus_study")
 
 
 class ConfigMismatchError(ValueError):
