@@ -51,7 +51,7 @@ def markdown(summary: dict, settings: dict) -> str:
       "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
       "",
   ]
-  variants = summary.get("salience_variants") or {}
+  variants = summary["salience_variants"]
   if have_salience:
     lines += [f"Salience (a), (b) and (e) in the recipe table: variant `{variants['primary']}`. "
               "Variants measured (`ngebm_jax/salience/variants.py`):", ""]
