@@ -97,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.skip_nonfinite = False  # True: skip non-finite updates (counted) instead of stopping
   config.max_abs_loss = 1e8      # |loss| above this counts as a blow-up, like a non-finite loss
   # After a blow-up: restart from the last good checkpoint with a new key, at most this many
-  # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/loop.py).
+  # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/divergence.py).
   config.max_restarts = 0
   config.allow_config_change = False
   # Persistent compilation cache: "auto" ($JAX_COMPILATION_CACHE_DIR, else WORKDIR/
