@@ -10,7 +10,8 @@ Every field that any config or the code reads is declared here, with its default
 change fields, never replace blocks, and any field can be set on the command line
 (`--config.eval.max_examples=500`). One block is declared here but added only by the configs
 that use it: the benchmark's race (`race_config()`, in configs/benchmark_*.py and
-configs/race_embedded.py), which a training run neither reads nor compares on resuming. Fields without a value (`placeholder`) mean "not set".
+configs/race_embedded.py), which a training run neither reads nor compares on resuming.
+Fields without a value (`placeholder`) mean "not set".
 On 2 CPU cores this full-size model is slow; use configs/smoke.py or configs/demo.py there.
 """
 

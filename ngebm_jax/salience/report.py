@@ -15,6 +15,7 @@ import numpy as np
 from etils import epath
 
 from ngebm_jax import reporting
+from ngebm_jax.reporting import fmt as _fmt
 from ngebm_jax.salience.degrade import MODES
 from ngebm_jax.salience.model_salience import ENTROPY_BINS
 from ngebm_jax.salience.model_salience import ModelSalience
@@ -37,7 +38,7 @@ _STYLES = ("-", "--", ":", "-.")
 
 
 def _at(oos: dict, key: str, amount: float) -> str:
-  return reporting.fmt(oos[key][oos["amounts"].index(amount)]) if amount in oos["amounts"] else "-"
+  return _fmt(oos[key][oos["amounts"].index(amount)]) if amount in oos["amounts"] else "-"
 
 
 def _plots(output_dir: str, models: dict[str, ModelSalience]) -> None:
@@ -169,9 +170,9 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
     meta = info.get(name, {})
     lines.append(
         f"| {name} | {meta.get('objective', '-')} | {meta.get('arch', '-')} | "
-        f"{reporting.fmt(s['accuracy'])} | {reporting.fmt(s['entropy']['mean'])} | {_at(oos, 'ssim', 0.1)} | "
-        f"{_at(oos, 'entropy', 1.0)} | {reporting.fmt(s['equivariance']['overall'])} | "
-        f"{reporting.fmt(d['background']['ssim'])} | {reporting.fmt(d['object']['ssim'])} | "
+        f"{_fmt(s['accuracy'])} | {_fmt(s['entropy']['mean'])} | {_at(oos, 'ssim', 0.1)} | "
+        f"{_at(oos, 'entropy', 1.0)} | {_fmt(s['equivariance']['overall'])} | "
+        f"{_fmt(d['background']['ssim'])} | {_fmt(d['object']['ssim'])} | "
         f"{d['background']['score_change']:+.4f} | {d['object']['score_change']:+.4f} |")
   lines += [
       "",
@@ -191,17 +192,17 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
       for v in variants:
         oos, d = s["out_of_set"][v], s["degradation"][v]
         lines.append(
-            f"| {name} | {v} | {reporting.fmt(s['entropy']['by_variant'][v])} | "
+            f"| {name} | {v} | {_fmt(s['entropy']['by_variant'][v])} | "
             f"{_at(oos, 'ssim', 0.1)} | {_at(oos, 'entropy', 1.0)} | "
-            f"{d['schedule']} | {d['max_sigma']:.3g} | {reporting.fmt(d['background']['ssim'])} | "
-            f"{reporting.fmt(d['object']['ssim'])} | {d['background']['score_change']:+.4f} | "
+            f"{d['schedule']} | {d['max_sigma']:.3g} | {_fmt(d['background']['ssim'])} | "
+            f"{_fmt(d['object']['ssim'])} | {d['background']['score_change']:+.4f} | "
             f"{d['object']['score_change']:+.4f} |")
     lines.append("")
   lines += ["## (d) Stability across runs", ""]
   if groups:
     lines += ["| group | runs | pairs | stability ↑ |", "|---|---|---|---|"]
     for g, r in groups.items():
-      lines.append(f"| {g} | {', '.join(r['runs'])} | {r['num_pairs']} | {reporting.fmt(r['mean'])} |")
+      lines.append(f"| {g} | {', '.join(r['runs'])} | {r['num_pairs']} | {_fmt(r['mean'])} |")
   else:
     lines.append("No group of runs was given (stability needs several seeds of one recipe).")
   lines += ["", "## (b) Out-of-set response per amount", "",
@@ -209,15 +210,15 @@ def _markdown(models: dict[str, ModelSalience], groups: dict[str, dict], info: d
             "|---|" + "---|" * len(amounts)]
   for name in names:
     for v, oos in models[name].summary["out_of_set"].items():
-      lines.append(f"| {name} [{v}] SSIM | " + " | ".join(reporting.fmt(x) for x in oos["ssim"]) + " |")
-      lines.append(f"| {name} [{v}] entropy | " + " | ".join(reporting.fmt(x) for x in oos["entropy"])
+      lines.append(f"| {name} [{v}] SSIM | " + " | ".join(_fmt(x) for x in oos["ssim"]) + " |")
+      lines.append(f"| {name} [{v}] entropy | " + " | ".join(_fmt(x) for x in oos["entropy"])
                    + " |")
   transforms = list(first["equivariance"]["per_transform"])
   lines += ["", "## (c) Equivariance per transform", "",
             "| model | " + " | ".join(transforms) + " |", "|---|" + "---|" * len(transforms)]
   for name in names:
     pt = models[name].summary["equivariance"]["per_transform"]
-    lines.append(f"| {name} | " + " | ".join(reporting.fmt(pt[t]) for t in transforms) + " |")
+    lines.append(f"| {name} | " + " | ".join(_fmt(pt[t]) for t in transforms) + " |")
   lines += [
       "",
       "## Plots",

@@ -42,7 +42,8 @@ from ngebm_jax.training import preemption as preemption_lib
 from ngebm_jax.training import spmd
 from ngebm_jax.training import step_log
 from ngebm_jax.training.divergence import NonFiniteLossError
-from ngebm_jax.training.divergence import read_restarts, restart_key  # pylint: disable=unused-import
+from ngebm_jax.training.divergence import read_restarts  # pylint: disable=unused-import
+from ngebm_jax.training.divergence import restart_key  # pylint: disable=unused-import
 from ngebm_jax.training.metric_writer import MetricWriter
 from ngebm_jax.training.state import TrainState, optimizer_from_config
 
