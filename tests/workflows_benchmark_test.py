@@ -124,8 +124,10 @@ def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
 
 def test_training_loop_throughput_refuses_empty_runs():
   from ngebm_jax.benchmarking import train_loop  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match="steps and rounds"):
+  with pytest.raises(ValueError, match="steps must be a positive integer"):
     train_loop.throughput(None, None, None, None, steps=0)
+  with pytest.raises(ValueError, match="rounds must be a positive integer"):
+    train_loop.throughput(None, None, None, None, steps=1, rounds=0)
 
 
 def test_race_trains_past_the_target_until_the_budget():
