@@ -76,7 +76,8 @@ BENCH ?= runs/bench_gpu
 bench-gpu: accelerator $(INSTALL_ACCEL) offline-site
 	$(RUN_ENV)$(PY) -m experiments.benchmark --config=configs/benchmark_gpu.py --output=$(BENCH) \
 	  --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
-	  --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents --nopytorch \
+	  --sgld_steps=20 --steps=20 --warmup=2 --config.race.target_accuracy=-1 --nocomponents \
+	  --nopytorch \
 	  $(if $(PROFILE),--profile_dir=$(BENCH)/trace)
 
 # The check a newly lent GPU or TPU runs first (configs/gpu_check.py; at most 8 minutes on one

@@ -7,7 +7,7 @@ compilation:
 
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/bench_gpu \
       --batch_sizes=64,256 --dtypes=float32,bfloat16 --objectives=baseline,ngebm,sgld \
-      --sgld_steps=20 --steps=20 --warmup=2 --end_to_end_accuracy=-1 --nocomponents \
+      --sgld_steps=20 --steps=20 --warmup=2 --config.race.target_accuracy=-1 --nocomponents \
       --nopytorch
 
 (`--profile_dir=runs/bench_gpu/trace` adds a profiler trace of a few steps of each objective.)
@@ -33,6 +33,7 @@ from configs import default
 
 def get_config():
   config = default.get_config()  # WRN-28-10, batch 64, float32, JEM's SGLD (K = 20)
+  config.race = default.race_config()
   config.dataset.num_train = 2_000  # the steps reuse one batch; this only shortens start-up
   config.dataset.num_validation = 500
   config.dataset.num_test = 500

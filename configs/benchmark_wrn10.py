@@ -8,7 +8,7 @@ the baseline, NG-EBM and SGLD-EBM (K = 5, 20) end to end on the embedded data un
 validation accuracy (experiments/benchmark.py):
 
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/bench_steps \
-      --end_to_end_accuracy=-1          # step times only, ours and PyTorch's: minutes
+      --config.race.target_accuracy=-1  # step times only, ours and PyTorch's: minutes
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark
 
 `--config.model.dtype=bfloat16` times bfloat16 compute (ours only); `--config.batch_size=...`
@@ -38,6 +38,7 @@ from configs import default
 
 def get_config():
   config = default.get_config()
+  config.race = default.race_config()
   config.model.depth = 10
   config.model.width = 1
   config.batch_size = 64

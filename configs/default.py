@@ -8,7 +8,10 @@ test; the best checkpoint by validation accuracy is evaluated on test.
 
 Every field that any config or the code reads is declared here, with its default; other configs
 change fields, never replace blocks, and any field can be set on the command line
-(`--config.eval.max_examples=500`). Fields without a value (`placeholder`) mean "not set".
+(`--config.eval.max_examples=500`). One block is declared here but added only by the configs
+that use it: the benchmark's race (`race_config()`, in configs/benchmark_*.py and
+configs/race_embedded.py), which a training run neither reads nor compares on resuming.
+Fields without a value (`placeholder`) mean "not set".
 On 2 CPU cores this full-size model is slow; use configs/smoke.py or configs/demo.py there.
 """
 
@@ -95,7 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.skip_nonfinite = False  # True: skip non-finite updates (counted) instead of stopping
   config.max_abs_loss = 1e8      # |loss| above this counts as a blow-up, like a non-finite loss
   # After a blow-up: restart from the last good checkpoint with a new key, at most this many
-  # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/loop.py).
+  # times over the run (0: stop, as JEM's code does; see ngebm_jax/training/divergence.py).
   config.max_restarts = 0
   config.allow_config_change = False
   # Persistent compilation cache: "auto" ($JAX_COMPILATION_CACHE_DIR, else WORKDIR/
@@ -106,17 +109,6 @@ def get_config() -> ml_collections.ConfigDict:
   # tests and trials run there); "refuse" (stop at start, naming the install command: the GPU
   # benchmark). --config.on_cpu=run is the override that lets tests run such a config's path.
   config.on_cpu = "run"
-
-  # The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
-  # variant trains from the same seed on the same data until `target_accuracy` on validation;
-  # accuracy and ECE are also read at `budget_s` seconds of training.
-  config.race = ml_collections.ConfigDict(dict(
-      objectives=("baseline", "ngebm", "sgld_k5", "sgld_k20"),  # timed variants to race
-      target_accuracy=0.3,  # validation accuracy to reach; <= 0 skips the race
-      budget_s=config_dict.placeholder(float),  # common training seconds; unset: none
-      max_steps=1200,       # caps per runner: steps, and training seconds (<= 0: none)
-      max_seconds=900.0,
-      eval_every=50))       # steps between validations (clock stopped)
 
   # `make gpu-check` (experiments/gpu_check.py, configs/gpu_check.py): the benchmark grid of
   # batch sizes x dtypes x objectives, then `train_steps` steps of the training loop (its real
@@ -158,3 +150,17 @@ def get_config() -> ml_collections.ConfigDict:
                      30 / 255),
       epsilons_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)))
   return config
+
+
+def race_config() -> ml_collections.ConfigDict:
+  """The benchmark's race (experiments/benchmark.py, ngebm_jax/benchmarking/race.py): each
+  variant trains from the same seed on the same data until `target_accuracy` on validation;
+  accuracy and ECE are also read at `budget_s` seconds of training. A benchmark config adds it
+  as `config.race`."""
+  return ml_collections.ConfigDict(dict(
+      objectives=("baseline", "ngebm", "sgld_k5", "sgld_k20"),  # timed variants to race
+      target_accuracy=0.3,  # validation accuracy to reach; <= 0 skips the race
+      budget_s=config_dict.placeholder(float),  # common training seconds; unset: none
+      max_steps=1200,       # caps per runner: steps, and training seconds (<= 0: none)
+      max_seconds=900.0,
+      eval_every=50))       # steps between validations (clock stopped)

@@ -22,8 +22,12 @@ class, as CYBORG's training code does; `--config.focus.cam_class=true` uses the 
   python -m experiments.focus --output=runs/focus   # every recipe, seeds, sweep, one report
   python -m experiments.train --config=configs/focus.py:cyborg --workdir=runs/cyborg  # one run
 
-`ENTROPY_SWEEP` is the sweep of the entropy weight, from 0 (CE only) to aggressive, that
-`experiments/focus.py` runs on top (`--config.focus.entropy_weight=W` sets one by hand).
+`config.focus_study` holds what `experiments/focus.py` runs: the recipes to train, the seeds,
+the sweep of the entropy weight from 0 (CE only) to aggressive that it runs on top, the CAM
+classes and the salience measures (`--config.focus.entropy_weight=W` sets one weight by hand,
+`--config.focus_study.seeds=(0,1)` the seeds). The recipes themselves are config fields too,
+`config.focus_study.recipe_settings.<recipe>` (the objective and the `config.focus` fields it
+sets); a training run neither reads nor compares `focus_study` on resuming.
 
 Expected on 2 CPU cores (1-3 minutes a run, 3-10 when the cores are shared; the default
 `experiments/focus.py`, 4 recipes x 3 seeds + the sweep, about 45 minutes), closed / open-set
@@ -55,16 +59,38 @@ RECIPES = {
     "blend": dict(objective="focus", ce_weight=0.5, human_weight=0.5, entropy_weight=0.05,
                   entropy_form="mean"),
 }
-ENTROPY_SWEEP = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def study_config() -> ml_collections.ConfigDict:
+  """`config.focus_study`: what experiments/focus.py trains and measures
+  (ngebm_jax/workflows/focus_study.py)."""
+  return ml_collections.ConfigDict(dict(
+      recipes=("ce", "cyborg", "entropy", "blend"),  # recipe_settings' names to train
+      seeds=(0, 1, 2),        # seeds of every recipe (stability needs 2+)
+      # Entropy weights of the sweep (recipe "entropy", first seed); (): no sweep.
+      entropy_sweep=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0),
+      # CAM classes ("predicted", "true") to train each recipe with a CAM term with; a recipe
+      # without one trains once. (): config.focus.cam_class alone.
+      cam_classes=(),
+      salience=True,          # the five salience measures (Explain2Me)
+      # Variants of salience measures (a), (b), (e): default, authors, ours or PRESET:SCHEDULE
+      # (ngebm_jax/salience/variants.py); the first fills the recipe table.
+      salience_variants=("default",),
+      num_salience_images=500,  # test images per run for the salience measures
+      # Each recipe: the objective, and the config.focus fields it sets.
+      recipe_settings={name: dict(objective=r["objective"],
+                                  focus={k: v for k, v in r.items() if k != "objective"})
+                       for name, r in RECIPES.items()}))
 
 
 def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
-  """Sets `config.objective` and `config.focus` to `recipe` (a key of `RECIPES`), in place."""
-  if recipe not in RECIPES:
-    raise ValueError(f"Unknown focus recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
-  settings = dict(RECIPES[recipe])
-  config.objective = settings.pop("objective")
-  config.focus.update(settings)
+  """Sets `config.objective` and `config.focus` to `config.focus_study.recipe_settings[recipe]`,
+  in place (the study does the same: ngebm_jax.workflows.focus_study.apply_recipe)."""
+  settings = config.focus_study.recipe_settings
+  if recipe not in settings:
+    raise ValueError(f"Unknown focus recipe {recipe!r}; choose one of {sorted(settings)}.")
+  config.objective = settings[recipe].objective
+  config.focus.update(settings[recipe].focus.to_dict())
   return config
 
 
@@ -85,4 +111,5 @@ def get_config(recipe: str = "ce") -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1_000
   config.eval.batch_size = 500
   config.eval.evaluators = ("classification", "calibration")
+  config.focus_study = study_config()
   return apply_recipe(config, recipe)

@@ -1,8 +1,9 @@
 """Smoke variant of configs/focus.py: the real code path in seconds (tests, laptops).
 
   python -m experiments.train --config=configs/focus_smoke.py:blend --workdir=runs/focus_blend
-  python -m experiments.focus --config=configs/focus_smoke.py --output=runs/focus_smoke \
-      --recipes=ce,cyborg --seeds=0,1 --entropy_sweep= --num_salience_images=32
+  python -m experiments.focus --config=configs/focus_smoke.py --output=runs/focus_smoke
+
+trains the recipes ce and cyborg with seeds 0 and 1, no sweep, 32 salience images.
 
 Expect no particular AUROC (a few dozen steps of a tiny CNN on a few hundred images).
 """
@@ -10,8 +11,6 @@ Expect no particular AUROC (a few dozen steps of a tiny CNN on a few hundred ima
 from configs import focus
 
 RECIPES = focus.RECIPES
-ENTROPY_SWEEP = (0.0, 1.0)
-apply_recipe = focus.apply_recipe
 
 
 def get_config(recipe: str = "ce"):
@@ -32,4 +31,8 @@ def get_config(recipe: str = "ce"):
   config.eval.batch_size = 32
   config.progress_bar = False
   config.tensorboard = False
+  config.focus_study.recipes = ("ce", "cyborg")
+  config.focus_study.seeds = (0, 1)
+  config.focus_study.entropy_sweep = ()
+  config.focus_study.num_salience_images = 32
   return config

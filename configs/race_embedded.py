@@ -35,6 +35,7 @@ from configs import default
 
 def get_config():
   config = default.get_config()
+  config.race = default.race_config()
   config.model.name = "small_cnn"
   config.model.width = 16
   config.dataset.num_train = 10_000

@@ -1,7 +1,7 @@
 """Wall-clock benchmark: the train steps of the baseline, NG-EBM and SGLD-EBM, ours and PyTorch's.
 
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark \
-      --end_to_end_accuracy=-1                           # step times only: minutes
+      --config.race.target_accuracy=-1                   # step times only: minutes
   python -m experiments.benchmark --config=configs/benchmark_wrn10.py --output=runs/benchmark
   python -m experiments.benchmark --config=configs/benchmark_gpu.py --output=runs/bench_gpu \
       --batch_sizes=64,256 --dtypes=float32,bfloat16    # `make bench-gpu`
@@ -20,8 +20,8 @@ figures (and the MFU on known accelerators), times the pieces of a step beside P
 races the variants of `config.race.objectives` on the config's data: each trains until
 `config.race.target_accuracy` validation accuracy (and at least `config.race.budget_s` seconds,
 where accuracy and ECE are read), at most `config.race.max_steps` steps and about
-`config.race.max_seconds` seconds each. `--end_to_end_accuracy` is a short form of
-`--config.race.target_accuracy`; a negative value skips the race (minutes instead of an hour).
+`config.race.max_seconds` seconds each; `--config.race.target_accuracy=-1` skips the race
+(minutes instead of an hour).
 `--ngebm_grad_modes` and `--sgld_unrolls` add the other forms of the NG-EBM gradient and of the
 SGLD loop to the same run; `--ngebm_penalty_fractions=0.25,0.5` adds the cheaper NG-EBM (its
 penalty on that share of each batch). Writes OUTPUT/benchmark.{json,md,png} (and
@@ -65,10 +65,6 @@ _FIT_GIB = flags.DEFINE_float("fit_memory_gib", None,
                               "Report the largest batch whose step fits this many GiB/device.")
 _FIT_OBJECTIVES = flags.DEFINE_list("fit_objectives", ["ngebm"], "Objectives to size.")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "Write a profiler trace there.")
-_E2E_ACCURACY = flags.DEFINE_float(
-    "end_to_end_accuracy", None,
-    "Short for --config.race.target_accuracy: the race's target validation accuracy; "
-    "negative skips the race.")
 _COMPONENTS = flags.DEFINE_bool("components", True,
                                 "Also time the pieces of a step, ours and PyTorch's.")
 
@@ -92,8 +88,6 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   launch.setup()
   config = _CONFIG.value
-  if _E2E_ACCURACY.value is not None:
-    config.race.target_accuracy = _E2E_ACCURACY.value
   results = benchmark.run_and_report(
       config, _OUTPUT.value, batch_sizes=_ints(_BATCH_SIZES), dtypes=_DTYPES.value,
       objective_names=_OBJECTIVES.value, sgld_steps=_ints(_SGLD_STEPS),

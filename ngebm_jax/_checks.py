@@ -51,6 +51,12 @@ def check_labels(y, batch_size: int, num_classes: int | None = None, name: str =
           f"{name} has labels outside [0, {num_classes}): min {y.min()}, max {y.max()}.")
 
 
+def check_positive_int(value, name: str) -> None:
+  """Sizes and counts (widths, steps, examples): an integer >= 1; a bool is not one."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
 def check_positive(value, name: str, allow_zero: bool = True) -> None:
   """Loss weights and step sizes: finite and >= 0 (or > 0)."""
   if isinstance(value, jax.core.Tracer):

@@ -177,6 +177,54 @@ def validate_evaluation(config) -> None:
       _number(f"eval.epsilons_{norm} (each)", eps, low=0)
 
 
+def validate_race(config) -> None:
+  """`config.race`, the benchmark's race: only benchmark configs add it (configs/default.py's
+  `race_config()`), so the benchmark calls this itself, before its step timing."""
+  if "race" not in config:
+    raise ValueError("This config has no race block: the benchmark needs one. Start from a "
+                     "benchmark config (configs/benchmark_*.py) or add "
+                     "`config.race = default.race_config()` to yours.")
+  r = config.race
+  _number("race.target_accuracy", r.target_accuracy, high=1)  # <= 0 skips the race
+  for name in ("max_steps", "eval_every"):
+    _number(f"race.{name}", r[name], low=1, integer=True)
+  _number("race.max_seconds", r.max_seconds)  # <= 0: no cap
+  if r.budget_s is not None and (r.budget_s <= 0 or 0 < r.max_seconds < r.budget_s):
+    raise ValueError(f"config.race.budget_s must be > 0 and at most config.race.max_seconds "
+                     f"({r.max_seconds}); got {r.budget_s}.")
+
+
+def validate_focus_study(config) -> None:
+  """`config.focus_study` (configs/focus.py), which the focus study checks before it trains."""
+  if "focus_study" not in config:
+    raise ValueError("This config has no focus_study block: the focus study needs one. Start "
+                     "from configs/focus.py (or a variant of it).")
+  s = config.focus_study
+  recipes = tuple(s.recipe_settings)
+  _subset_of("focus_study.recipes", s.recipes, recipes)
+  if not s.seeds:
+    raise ValueError("config.focus_study.seeds must hold at least one seed.")
+  for seed in s.seeds:
+    _number("focus_study.seeds (each)", seed, low=0, integer=True)
+  for w in s.entropy_sweep:
+    _number("focus_study.entropy_sweep (each)", w, low=0)
+  if s.entropy_sweep and "entropy" not in recipes:
+    raise ValueError("config.focus_study.entropy_sweep sweeps the 'entropy' recipe, which "
+                     "config.focus_study.recipe_settings does not define.")
+  _subset_of("focus_study.cam_classes", s.cam_classes, focus_lib.CAM_CLASSES)
+  if s.salience and not s.salience_variants:
+    raise ValueError("config.focus_study.salience_variants must name at least one variant "
+                     "(e.g. ('default',)).")
+  _number("focus_study.num_salience_images", s.num_salience_images, low=1, integer=True)
+  objectives = objective_registry.names()
+  for name, r in s.recipe_settings.items():
+    _one_of(f"focus_study.recipe_settings.{name}.objective", r.objective, objectives)
+    unknown = sorted(set(r.focus) - set(config.focus))
+    if unknown:
+      raise ValueError(f"config.focus_study.recipe_settings.{name}.focus sets {unknown}, which "
+                       f"are not fields of config.focus ({sorted(config.focus)}).")
+
+
 ON_CPU = ("run", "warn", "refuse")
 INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
                 "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
@@ -212,3 +260,5 @@ def validate_config(config, num_devices: int | None = None) -> None:
   validate_model(config)
   validate_dataset(config)
   validate_evaluation(config)
+  if "race" in config:
+    validate_race(config)

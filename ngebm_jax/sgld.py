@@ -57,6 +57,7 @@ from ngebm_jax import _checks
 from ngebm_jax.energy import ApplyFn
 from ngebm_jax.energy import at_least_float32
 from ngebm_jax.energy import log_density_input_grad
+from ngebm_jax.objectives import global_mean
 
 # Backends where `unroll=None` unrolls the SGLD chain fully (see `resolve_unroll`).
 _FULL_UNROLL_BACKENDS = ("cpu",)
@@ -104,14 +105,6 @@ def resolve_unroll(unroll: int | bool | None, num_steps: int) -> int:
   return int(min(unroll, num_steps))
 
 
-def _check_num_steps(num_steps) -> None:
-  if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, (int, np.integer)):
-    raise ValueError(f"num_steps must be a Python int >= 1 (it sets the loop length); got "
-                     f"{num_steps!r}.")
-  if num_steps < 1:
-    raise ValueError(f"num_steps must be >= 1; got {num_steps}.")
-
-
 def _check_probability(value, name: str) -> None:
   _checks.check_positive(value, name)
   if not isinstance(value, jax.core.Tracer) and float(value) > 1:
@@ -132,11 +125,6 @@ def _check_same_image_shape(a, b, name_a: str, name_b: str) -> None:
   if tuple(jnp.shape(a)[1:]) != tuple(jnp.shape(b)[1:]):
     raise ValueError(f"{name_a} and {name_b} must hold images of the same shape [H, W, C]; got "
                      f"{tuple(jnp.shape(a)[1:])} and {tuple(jnp.shape(b)[1:])}.")
-
-
-def _global_mean(values: jax.Array, axis_name: str | None) -> jax.Array:
-  m = jnp.mean(values)
-  return jax.lax.pmean(m, axis_name) if axis_name is not None else m
 
 
 def sgld_sample(apply_fn: ApplyFn, params: Any, x_init: jax.Array, key: jax.Array, *,
@@ -168,7 +156,7 @@ def sgld_sample(apply_fn: ApplyFn, params: Any, x_init: jax.Array, key: jax.Arra
     `[B, H, W, C]` samples, same dtype as `x_init`, with gradients stopped.
   """
   _checks.check_images(x_init, "x_init")
-  _check_num_steps(num_steps)
+  _checks.check_positive_int(num_steps, "num_steps (the loop length)")
   _checks.check_positive(step_size, "step_size")
   _checks.check_positive(noise_std, "noise_std")
   _check_clip(clip)
@@ -252,8 +240,7 @@ def init_replay_buffer(key: jax.Array, size: int, shape: Sequence[int],
   Returns:
     A `ReplayBuffer` with `samples [N, H, W, C]`.
   """
-  if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1:
-    raise ValueError(f"size must be an int >= 1; got {size!r}.")
+  _checks.check_positive_int(size, "size")
   shape = tuple(shape)
   if len(shape) != 3 or any(int(d) < 1 for d in shape):
     raise ValueError(f"shape must be the image shape (H, W, C) with positive sizes; got {shape}.")
@@ -286,9 +273,7 @@ def draw(buffer: ReplayBuffer, key: jax.Array, batch_size: int, *,
     int32 (local to the buffer slice), to pass to `update` with the final samples.
   """
   _check_buffer(buffer)
-  if (isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer))
-      or batch_size < 1):
-    raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}.")
+  _checks.check_positive_int(batch_size, "batch_size")
   _check_probability(reinit_prob, "reinit_prob")
   index_key, coin_key, noise_key = jax.random.split(key, 3)
   samples = buffer.samples
@@ -378,15 +363,15 @@ def sgld_ebm_loss_from_samples(apply_fn: ApplyFn, params: Any, x: jax.Array, y: 
   logits_data = rest[0] if x_unlabelled is not None else logits
 
   _checks.check_labels(y, logits.shape[0], logits.shape[1])
-  ce = _global_mean(
+  ce = global_mean(
       optax.softmax_cross_entropy_with_integer_labels(at_least_float32(logits), y), axis_name)
   log_p_per_data = jax.nn.logsumexp(at_least_float32(logits_data), axis=-1)
-  log_p_data = _global_mean(log_p_per_data, axis_name)
+  log_p_data = global_mean(log_p_per_data, axis_name)
   log_p_per_sample = jax.nn.logsumexp(at_least_float32(logits_samples), axis=-1)
-  log_p_samples = _global_mean(log_p_per_sample, axis_name)
+  log_p_samples = global_mean(log_p_per_sample, axis_name)
   # E^2 = (log p~)^2: the sign of the energy does not matter to the penalty.
-  energy_sq = (_global_mean(jnp.square(log_p_per_data), axis_name)
-               + _global_mean(jnp.square(log_p_per_sample), axis_name))
+  energy_sq = (global_mean(jnp.square(log_p_per_data), axis_name)
+               + global_mean(jnp.square(log_p_per_sample), axis_name))
   loss = ce - log_p_data + log_p_samples + energy_l2 * energy_sq
   aux = {"ce": ce, "log_p_data": log_p_data, "log_p_samples": log_p_samples,
          "energy_sq": energy_sq, "logits": logits, "energy_samples": -log_p_per_sample}
@@ -444,7 +429,7 @@ def sgld_ebm_loss(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array,
   if x_unlabelled is not None:
     _checks.check_images(x_unlabelled, "x_unlabelled")
     _check_same_image_shape(x, x_unlabelled, "x", "x_unlabelled")
-  _check_num_steps(num_steps)
+  _checks.check_positive_int(num_steps, "num_steps (the loop length)")
   _checks.check_positive(step_size, "step_size")
   _checks.check_positive(noise_std, "noise_std")
   _check_probability(reinit_prob, "reinit_prob")

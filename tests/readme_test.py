@@ -128,8 +128,10 @@ PROGRAMS = {
                       "--train_sizes=", "--sweep_seeds=0", "--peers="),  # peers: their own test
         _exists("output", "report.md")),
     "experiments.focus": Program(
-        TRAIN_SIZE + ("--recipes=ce,cyborg", "--seeds=0", "--entropy_sweep=",
-                      "--num_salience_images=16"), _exists("output", "report.md")),
+        TRAIN_SIZE + ("--config.focus_study.recipes=('ce', 'cyborg')",
+                      "--config.focus_study.seeds=(0,)", "--config.focus_study.entropy_sweep=()",
+                      "--config.focus_study.num_salience_images=16"),
+        _exists("output", "report.md")),
 }
 
 

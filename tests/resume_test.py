@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import default
 from configs import smoke
 from ngebm_jax.data import pipeline
 from ngebm_jax.training import checkpoints as ckpt_lib
@@ -120,6 +121,22 @@ def test_changed_config_is_refused_with_the_differences(tmp_path):
     loop.train(changed, epath.Path(workdir))
   changed.allow_config_change = True
   assert loop.train(changed, epath.Path(workdir)).resumed_from_step == 5
+
+
+def test_a_run_resumes_whatever_its_race_fields(tmp_path):
+  # The race is the benchmark's: a training run neither reads it nor compares it on resuming,
+  # whether the race block is changed, added or left out.
+  workdir = str(tmp_path / "run")
+  first = _config(num_steps=5, checkpoint_every_steps=5, eval_every_steps=5)
+  first.race = default.race_config()
+  loop.train(first, workdir)
+  changed = _config(num_steps=10, checkpoint_every_steps=5, eval_every_steps=5)
+  changed.race = default.race_config()
+  changed.race.target_accuracy, changed.race.max_steps = -1.0, 7
+  assert loop.train(changed, epath.Path(workdir)).resumed_from_step == 5
+  without = _config(num_steps=15, checkpoint_every_steps=5, eval_every_steps=5)
+  assert "race" not in without
+  assert loop.train(without, epath.Path(workdir)).resumed_from_step == 10
 
 
 def test_unwritable_workdir_is_refused(tmp_path):

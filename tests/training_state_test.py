@@ -61,3 +61,21 @@ def test_jem_recipe_decays_at_epochs_160_and_180():
 def test_bad_decay_settings_raise(kwargs):
   with pytest.raises(ValueError):
     learning_rate_schedule(1e-3, 10, **kwargs)
+
+
+def _reference_learning_rate(step, learning_rate, warmup_steps, decay_steps, decay_rate):
+  """The schedule step by step: linear from 0 during the warmup, then decayed at each boundary."""
+  if step < warmup_steps:
+    return learning_rate * step / warmup_steps
+  return learning_rate * decay_rate ** sum(step >= s for s in decay_steps)
+
+
+@pytest.mark.parametrize("warmup_steps,decay_steps", [(0, ()), (0, (7,)), (10, ()),
+                                                      (10, (15, 30)), (10, (4, 10, 25))])
+def test_schedule_matches_the_step_by_step_reference_at_every_step(warmup_steps, decay_steps):
+  # A decay boundary inside the warmup (4) takes effect when the warmup ends.
+  schedule = learning_rate_schedule(1e-3, warmup_steps, decay_steps=decay_steps, decay_rate=0.3)
+  for step in range(40):
+    want = _reference_learning_rate(step, 1e-3, warmup_steps, decay_steps, 0.3)
+    np.testing.assert_allclose(float(schedule(jnp.asarray(step, jnp.int32))), want, rtol=1e-6,
+                               err_msg=f"step {step}")

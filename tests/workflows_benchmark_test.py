@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import benchmark_tiny
+from configs import smoke
 from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import step_programs
 from ngebm_jax.benchmarking import xla_costs
@@ -123,8 +124,10 @@ def test_training_loop_throughput_sits_beside_the_step_alone(tiny_run):
 
 def test_training_loop_throughput_refuses_empty_runs():
   from ngebm_jax.benchmarking import train_loop  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match="steps and rounds"):
+  with pytest.raises(ValueError, match="steps must be a positive integer"):
     train_loop.throughput(None, None, None, None, steps=0)
+  with pytest.raises(ValueError, match="rounds must be a positive integer"):
+    train_loop.throughput(None, None, None, None, steps=1, rounds=0)
 
 
 def test_race_trains_past_the_target_until_the_budget():
@@ -165,6 +168,13 @@ def test_bad_race_configs_fail_before_the_step_timing(field, value):
   config = benchmark_tiny.get_config()
   config.race[field] = value  # budget 1e4 s exceeds max_seconds (900 s)
   with pytest.raises(ValueError, match=f"config.race.{field}"):
+    benchmark.run(config, objective_names=["baseline"], steps=1)
+
+
+def test_a_config_without_a_race_block_is_refused_before_the_step_timing():
+  config = smoke.get_config()  # a training config: the race is declared by benchmark configs
+  assert "race" not in config
+  with pytest.raises(ValueError, match="no race block"):
     benchmark.run(config, objective_names=["baseline"], steps=1)
 
 
@@ -262,7 +272,7 @@ def test_the_gpu_command_runs_its_grid_on_cpu_with_a_tiny_model(tmp_path):
   output = tmp_path / "grid"
   command = [sys.executable, "-m", "experiments.benchmark", "--config=configs/benchmark_tiny.py",
              f"--output={output}", "--batch_sizes=8,16", "--dtypes=float32,bfloat16",
-             "--objectives=baseline", "--steps=1", "--warmup=1", "--end_to_end_accuracy=-1",
+             "--objectives=baseline", "--steps=1", "--warmup=1", "--config.race.target_accuracy=-1",
              "--nocomponents", "--nopytorch", f"--profile_dir={output / 'trace'}"]
   proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env=dict(os.environ, PYTHONPATH=ROOT))

@@ -21,6 +21,7 @@ import time
 import jax
 from absl import logging
 
+from ngebm_jax import _checks
 from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.training import loop
 
@@ -50,8 +51,8 @@ def time_to_accuracy(program: StepProgram, config, sources: dict, mesh, *,
     and best validation accuracies, and with `budget_s` the validation at the budget
     (`at_budget`: `{step, train_s, val_accuracy, val_nll, val_ece}` or None).
   """
-  if max_steps < 1 or eval_every < 1:
-    raise ValueError(f"max_steps and eval_every must be >= 1; got {max_steps}, {eval_every}.")
+  _checks.check_positive_int(max_steps, "max_steps")
+  _checks.check_positive_int(eval_every, "eval_every")
   if budget_s is not None and budget_s <= 0:
     raise ValueError(f"budget_s must be > 0 or None; got {budget_s}.")
   validate = loop.Validator(config, program.model_fns.apply_fn, sources["validation"], mesh)

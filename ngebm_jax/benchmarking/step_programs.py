@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
+from ngebm_jax import _checks
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
@@ -82,12 +83,10 @@ def make_variants(config, objective_names: Sequence[str],
       if not sgld_steps:
         raise ValueError("sgld_steps must name at least one chain length K to time 'sgld'.")
       for k in sgld_steps:
-        if int(k) < 1:
-          raise ValueError(f"sgld_steps must be >= 1; got {k}.")
+        _checks.check_positive_int(k, "sgld_steps (each)")
         add(f"sgld_k{int(k)}", "sgld", k)
         for u in sgld_unrolls:
-          if int(u) < 1:
-            raise ValueError(f"sgld_unrolls must be >= 1; got {u}.")
+          _checks.check_positive_int(u, "sgld_unrolls (each)")
           add(f"sgld_k{int(k)}_unroll{int(u)}", "sgld", k, canonical=False,
               **{"sgld.unroll": int(u)})
     else:

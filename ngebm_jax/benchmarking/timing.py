@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from ngebm_jax import _checks
 from ngebm_jax import objectives as objectives_lib
 from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.benchmarking.xla_costs import allocator_peak_bytes
@@ -78,8 +79,7 @@ def step_benchmark(programs: Sequence[StepProgram], batches: Sequence[dict], *, 
     (`allocator_peaks`; GPU/TPU), and for a program the peer runs, `pytorch`: its `times_s`,
     `losses` and `first_call_s`.
   """
-  if steps < 1:
-    raise ValueError(f"steps must be >= 1; got {steps}.")
+  _checks.check_positive_int(steps, "steps")
   devices = devices if devices is not None else jax.local_devices()
   peer_names = set(peer.names) if peer is not None else set()
   rows = allocator_peaks(programs, batches, warmup=warmup, devices=devices)

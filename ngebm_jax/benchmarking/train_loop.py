@@ -22,6 +22,7 @@ import time
 import jax
 import numpy as np
 
+from ngebm_jax import _checks
 from ngebm_jax.benchmarking.step_programs import StepProgram
 from ngebm_jax.training import loop
 
@@ -51,8 +52,8 @@ def throughput(program: StepProgram, config, source, mesh, *, steps: int = 10,
     `{"train_loop_images_per_s", "step_alone_images_per_s", "pipeline_efficiency",
     "pipeline_alone_s_per_batch", ...}`.
   """
-  if steps < 1 or rounds < 1:
-    raise ValueError(f"steps and rounds must be >= 1; got {steps}, {rounds}.")
+  _checks.check_positive_int(steps, "steps")
+  _checks.check_positive_int(rounds, "rounds")
   batches = loop.train_iterator(config, source, mesh)
   state = program.init_state()
   fixed = next(batches)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ngebm_jax import _checks
 from ngebm_jax.data import augment
 from ngebm_jax.data.pipeline import SPATIAL_FIELDS, PipelineOptions
 
@@ -74,8 +75,7 @@ class DeviceIterator:
 
   def __init__(self, host_iter, options: PipelineOptions, sharding: jax.sharding.Sharding, *,
                prefetch: int = 2):
-    if prefetch < 1:
-      raise ValueError(f"prefetch must be >= 1 batch; got {prefetch}.")
+    _checks.check_positive_int(prefetch, "prefetch (batches)")
     self._host = host_iter
     self._options = options
     self._sharding = sharding

@@ -31,6 +31,7 @@ from absl import logging
 import chex
 import numpy as np
 
+from ngebm_jax import _checks
 from ngebm_jax.data.pipeline import read_arrays
 from ngebm_jax.data.tfds_sources import DatasetNotPreparedError
 from ngebm_jax.data.tfds_sources import IMAGE_SHAPE
@@ -199,8 +200,7 @@ def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = N
   if images.dtype != np.uint8 or images.ndim != 4:
     raise ValueError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}.")
   m = images.shape[0] if num_examples is None else num_examples
-  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-    raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
+  _checks.check_positive_int(m, "num_examples")
   m = int(m)
   rng_interp, rng_uniform, rng_constant = (
       np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))

@@ -34,11 +34,6 @@ def leaky_relu(x: jax.Array) -> jax.Array:
   return jax.nn.leaky_relu(x, negative_slope=NEGATIVE_SLOPE)
 
 
-def check_positive_int(value, name: str) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-
-
 def check_dropout_rate(rate) -> None:
   if not 0.0 <= rate < 1.0:
     raise ValueError(f"dropout_rate must be in [0, 1); got {rate!r}.")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ngebm_jax import _checks
 from ngebm_jax.models import layers
 
 
@@ -37,9 +38,9 @@ class SmallCNN(nnx.Module):
 
   def __init__(self, *, width: int = 16, num_classes: int, dropout_rate: float = 0.0,
                input_channels: int = 3, dtype=jnp.float32, rngs: nnx.Rngs):
-    layers.check_positive_int(width, "width")
-    layers.check_positive_int(num_classes, "num_classes")
-    layers.check_positive_int(input_channels, "input_channels")
+    _checks.check_positive_int(width, "width")
+    _checks.check_positive_int(num_classes, "num_classes")
+    _checks.check_positive_int(input_channels, "input_channels")
     layers.check_dropout_rate(dropout_rate)
     self.input_channels = input_channels
     self.dtype = dtype

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ngebm_jax import _checks
 from ngebm_jax.models import layers
 
 
@@ -65,13 +66,13 @@ class WideResNet(nnx.Module):
   def __init__(self, *, depth: int = 28, width: int = 10, num_classes: int,
                dropout_rate: float = 0.0, input_channels: int = 3, dtype=jnp.float32,
                rngs: nnx.Rngs):
-    layers.check_positive_int(depth, "depth")
+    _checks.check_positive_int(depth, "depth")
     if (depth - 4) % 6 != 0 or depth < 10:
       raise ValueError(
           f"Wide-ResNet depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...); got {depth}.")
-    layers.check_positive_int(width, "width")
-    layers.check_positive_int(num_classes, "num_classes")
-    layers.check_positive_int(input_channels, "input_channels")
+    _checks.check_positive_int(width, "width")
+    _checks.check_positive_int(num_classes, "num_classes")
+    _checks.check_positive_int(input_channels, "input_channels")
     layers.check_dropout_rate(dropout_rate)
     blocks_per_stage = (depth - 4) // 6
     self.input_channels = input_channels

@@ -15,6 +15,7 @@ import numpy as np
 from etils import epath
 
 from ngebm_jax import reporting
+from ngebm_jax.reporting import fmt as _fmt
 from ngebm_jax.salience.degrade import MODES
 from ngebm_jax.salience.model_salience import ENTROPY_BINS
 from ngebm_jax.salience.model_salience import ModelSalience
@@ -34,10 +35,6 @@ PLOT_FILES = {
 
 
 _STYLES = ("-", "--", ":", "-.")
-
-
-def _fmt(v: float) -> str:
-  return f"{v:.3f}"
 
 
 def _at(oos: dict, key: str, amount: float) -> str:

@@ -5,7 +5,7 @@ states, the best parameters by validation accuracy, `metrics.jsonl` and TensorBo
 (see `checkpoints.py` for the layout). Re-running it on the same workdir resumes where the last
 checkpoint left off, with the same data order and keys, so the result equals an uninterrupted
 run. SIGTERM/SIGINT save a checkpoint at the next step boundary and return; with several
-processes, a signal to any one of them stops all at the same step (`_PreemptionFlag`).
+processes, a signal to any one of them stops all at the same step (`PreemptionFlag`).
 
 Divergence: a step whose loss or gradients are not finite, or whose `|loss|` exceeds
 `config.max_abs_loss` (a finite blow-up; JEM's code stops at 1e8), is never applied (see
@@ -21,44 +21,38 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import threading
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.special
 from absl import logging
-from jax.experimental import multihost_utils
 
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
-from ngebm_jax import reporting
+from ngebm_jax import models
 from ngebm_jax.data import device_input
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import inference
 from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax.training import divergence
 from ngebm_jax.training import objective_registry
+from ngebm_jax.training import preemption as preemption_lib
 from ngebm_jax.training import spmd
+from ngebm_jax.training import step_log
+from ngebm_jax.training.divergence import NonFiniteLossError
+from ngebm_jax.training.divergence import read_restarts  # pylint: disable=unused-import
+from ngebm_jax.training.divergence import restart_key  # pylint: disable=unused-import
 from ngebm_jax.training.metric_writer import MetricWriter
 from ngebm_jax.training.state import TrainState, optimizer_from_config
 
-# Config fields that may change between a run and its resumption without changing the result.
+# Config fields that may change between a run and its resumption without changing the result
+# ("race" and "focus_study" are the benchmark's and the focus study's, which training never reads).
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
                     "dataset.data_dir", "dataset.num_workers", "dataset.prefetch", "eval",
-                    "compilation_cache_dir", "max_restarts")
-RESTARTS_FILE = "restarts.json"
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A train step produced a non-finite loss or gradient, or `|loss| > config.max_abs_loss`."""
-
-  def __init__(self, message: str, step: int | None = None):
-    super().__init__(message)
-    self.step = step
+                    "compilation_cache_dir", "max_restarts", "race", "focus_study")
 
 
 class ConfigMismatchError(ValueError):
@@ -144,24 +138,6 @@ def init_train_state(config, objective, params, optimizer, image_shape, mesh) ->
   return spmd.put_state(state, mesh)
 
 
-def restart_key(key_data, restart_number: int) -> np.ndarray:
-  """The run key after restart `restart_number` (1, 2, ...) from a state with key `key_data`.
-
-  A fold of the restart number into the restored key: every restart of a run gets a key of its
-  own, also when two restarts go back to the same checkpoint.
-  """
-  if restart_number < 1:
-    raise ValueError(f"restart_number must be >= 1; got {restart_number}.")
-  key = jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.device_get(key_data))))
-  return np.asarray(jax.random.key_data(jax.random.fold_in(key, restart_number)))
-
-
-def read_restarts(workdir: str) -> list[dict]:
-  """The restarts recorded in `workdir` (`restarts.json`), oldest first; [] if none."""
-  path = ckpt_lib.workdir_path(workdir) / RESTARTS_FILE
-  return reporting.read_json(path) if path.exists() else []
-
-
 class Validator:
   """Validation accuracy, NLL and ECE on the evaluation path (`ngebm_jax.evaluation.inference`).
 
@@ -189,50 +165,121 @@ class Validator:
                                                           num_bins=self.num_bins)}
 
 
-class _PreemptionFlag:
-  """SIGTERM/SIGINT: every process saves the same step's checkpoint and returns.
+@dataclasses.dataclass
+class _Run:
+  """What a run is made of, built once from its config; it makes the states and data streams."""
+  config: object
+  workdir: str | os.PathLike
+  mesh: object
+  sources: dict
+  info: object
+  objective: object
+  optimizer: object
+  ckpts: ckpt_lib.Checkpoints
 
-  One process: a handler notes the signal; the loop stops after the next step. Several
-  processes: they must agree on the step, or the collective save waits forever for a process
-  that stopped elsewhere. `jax.distributed`'s preemption sync manager catches SIGTERM on any
-  process and tells the others through the coordination service, which picks a step every
-  process has yet to reach (the largest step reported, plus one);
-  `multihost_utils.reached_preemption_sync_point(step)` is true at that step on every process.
-  It is a local check, with no collective per step: 2.2 microseconds a call, measured with two
-  CPU processes (load average about 20), against steps of milliseconds; a flag reduced across
-  processes would cost a blocking collective, and a host sync, at every step it is checked.
-  Python must not take SIGTERM over from the sync manager, so with several processes only
-  SIGINT gets a handler here, which raises SIGTERM for the sync manager to see.
-  """
+  def initial_state(self, params=None) -> TrainState:
+    """The state of step 0 (`params` when given, else the model's initial parameters)."""
+    if params is None:
+      params = ckpt_lib.model_from_config(self.config, self.info.num_classes)[1]
+    return init_train_state(self.config, self.objective, params, self.optimizer,
+                            self.info.image_shape, self.mesh)
 
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-    self._agreed = jax.process_count() > 1
+  def restore(self, state: TrainState, fresh: TrainState | None = None):
+    """The newest checkpoint's state and the data stream from its position.
 
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGINT,) if self._agreed else (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
+    `state` is the restore template; without a checkpoint the run starts from `fresh` (by
+    default a new initial state). Returns `(state, train_iter, step of the checkpoint or None)`.
+    """
+    train_iter = train_iterator(self.config, self.sources["train"], self.mesh)
+    restored = self.ckpts.restore_latest(state)
+    if restored is None:
+      return (fresh if fresh is not None else self.initial_state()), train_iter, None
+    state, iter_state, step = restored
+    if iter_state is not None:
+      train_iter.set_state(iter_state)
+    return state, train_iter, step
 
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    self.signum = signum
-    if self._agreed:
-      os.kill(os.getpid(), signal.SIGTERM)  # to the sync manager's own handler
 
-  def reached(self, step: int) -> bool:
-    """Whether to save and stop after `step` (call it once per step, on every process)."""
-    if self._agreed:
-      if multihost_utils.reached_preemption_sync_point(step):
-        self.signum = self.signum or signal.SIGTERM
-        return True
-      return False
-    return self.signum is not None
+def _check_resumable(config, workdir) -> None:
+  """Raises `ConfigMismatchError` if `workdir` holds a run of another config; saves `config`."""
+  # A config with no saved step (a run that failed before its first checkpoint) protects
+  # nothing: the workdir is a fresh start.
+  if ckpt_lib.has_config(workdir) and ckpt_lib.has_saved_step(workdir):
+    old_config = ckpt_lib.load_config(workdir)
+    diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
+    if diffs and not config.allow_config_change:
+      raise ConfigMismatchError(
+          f"{workdir} holds a run started with a different config; fields that differ:\n  "
+          + "\n  ".join(diffs) + "\nUse another --workdir, or pass "
+          "--config.allow_config_change=True to resume anyway.")
+  if jax.process_index() == 0:
+    ckpt_lib.save_config(workdir, config)
 
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+
+class _Loop:
+  """The loop's state between steps and what it does at each: step, log, validate, checkpoint,
+  restart. `train` runs it; each method is one of the loop body's lines."""
+
+  def __init__(self, run: _Run, state: TrainState, train_iter, train_step, validate, writer,
+               restarter: divergence.Restarter, total: int):
+    self.run, self.state, self.train_iter = run, state, train_iter
+    self.train_step, self.validate_fn, self.writer = train_step, validate, writer
+    self.restarter, self.total = restarter, total
+    self.step = int(state.step)
+    self.best = run.ckpts.best_metrics()
+    self.metrics = step_log.MetricsBuffer(run.config, run.workdir, self.step)
+    self.progress = step_log.Progress(run.config, total, self.step)
+    self._first = True
+
+  def do_step(self) -> None:
+    batch = next(self.train_iter)
+    if self._first:
+      _check_first_batch(batch)
+      self._first = False
+    self.state, metrics = self.train_step(self.state, batch)
+    self.metrics.add(self.step, metrics)
+    self.step += 1
+    self.progress.update()
+
+  def log(self) -> None:
+    mean = self.metrics.fetch()
+    if mean:
+      self.writer.write(self.step, {f"train/{k}": v for k, v in mean.items()})
+      self.progress.show(mean)
+
+  def validate(self) -> None:
+    """Validation figures; the best parameters by accuracy are saved."""
+    self.metrics.fetch()  # a diverged step must raise before its state is judged
+    val = self.validate_fn(self.state.params)
+    self.writer.write(self.step, {f"val/{k}": v for k, v in val.items()})
+    logging.info("step %d: validation accuracy %.4f, nll %.4f", self.step, val["accuracy"],
+                 val["nll"])
+    if self.best is None or val["accuracy"] > self.best["val_accuracy"]:
+      self.best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": self.step}
+      self.run.ckpts.save_best(self.step, self.state.params, self.best)
+
+  def checkpoint(self) -> None:
+    self.metrics.fetch()  # a diverged step must raise before its state is saved
+    self.run.ckpts.save(self.step, self.state, self.train_iter.get_state())
+
+  def restart(self, diverged: NonFiniteLossError) -> None:
+    """Back to the last good checkpoint (or step 0) with a new key, or raises."""
+    self.restarter.check_allowed(diverged)
+    self.run.ckpts.wait()
+    state, self.train_iter, _ = self.run.restore(self.state)
+    self.state = self.restarter.record(diverged, state, self.run.mesh, self.writer)
+    self.step = int(self.state.step)
+    self.metrics.restart_clock(self.step)
+    self.progress.move_to(self.step)
+
+  def result(self, resumed_from: int | None) -> TrainResult:
+    best = self.best
+    return TrainResult(workdir=os.fspath(self.run.workdir), last_step=self.step,
+                       best_step=best["step"] if best else None,
+                       best_val_accuracy=best["val_accuracy"] if best else None,
+                       preempted=self.step < self.total, resumed_from_step=resumed_from,
+                       skipped_nonfinite_steps=self.metrics.skipped,
+                       restarts=len(self.restarter.restarts))
 
 
 def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
@@ -248,178 +295,51 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
   _check_writable(workdir)
   info = data_lib.dataset_info(config)
   sources = data_lib.get_sources(config)  # fails fast when data is not prepared
-  is_main = jax.process_index() == 0
-
-  old_config = None
-  # A config with no saved step (a run that failed before its first checkpoint) protects
-  # nothing: the workdir is a fresh start.
-  if ckpt_lib.has_config(workdir) and ckpt_lib.has_saved_step(workdir):
-    old_config = ckpt_lib.load_config(workdir)
-    diffs = ckpt_lib.config_differences(old_config, config, ignore=RESUMABLE_FIELDS)
-    if diffs and not config.allow_config_change:
-      raise ConfigMismatchError(
-          f"{workdir} holds a run started with a different config; fields that differ:\n  "
-          + "\n  ".join(diffs) + "\nUse another --workdir, or pass "
-          "--config.allow_config_change=True to resume anyway.")
-  if is_main:
-    ckpt_lib.save_config(workdir, config)
+  _check_resumable(config, workdir)
 
   mesh = spmd.make_mesh(devices)
   fns, params = ckpt_lib.model_from_config(config, info.num_classes)
   objective = objective_registry.make_objective(config, fns)
   optimizer = optimizer_from_config(config, steps_per_epoch(config, len(sources["train"])))
-  state = init_train_state(config, objective, params, optimizer, info.image_shape, mesh)
+  run = _Run(config, workdir, mesh, sources, info, objective, optimizer,
+             ckpt_lib.Checkpoints(workdir))
+  initial = run.initial_state(params)
   logging.info("Model %s: %d parameters on %d device(s).", config.model.name,
-               sum(x.size for x in jax.tree.leaves(params)), mesh.size)
+               models.count_params(params), mesh.size)
 
-  ckpts = ckpt_lib.Checkpoints(workdir)
-  train_iter = train_iterator(config, sources["train"], mesh)
-  restarts = read_restarts(workdir)
-  restored = ckpts.restore_latest(state)
-  resumed_from = None
-  if restored is not None:
-    state, iter_state, step = restored
-    resumed_from = step
-    if iter_state is not None:
-      train_iter.set_state(iter_state)
-    logging.info("Resumed from the checkpoint of step %d in %s.", step, workdir)
-  if restarts and restarts[-1]["resumed_from_step"] == int(state.step):
-    # Interrupted after a restart and before its next checkpoint: keep the restart's key.
-    state = spmd.put_state(state.replace(key=np.asarray(restarts[-1]["key"], np.uint32)), mesh)
-
+  state, train_iter, resumed_from = run.restore(initial, fresh=initial)
+  if resumed_from is not None:
+    logging.info("Resumed from the checkpoint of step %d in %s.", resumed_from, workdir)
+  restarter = divergence.Restarter(config, workdir)
+  state = restarter.keep_key(state, mesh)
   train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
                                     max_abs_loss=config.max_abs_loss)
   validate = Validator(config, fns.apply_fn, sources["validation"], mesh)
-  total = num_train_steps(config, len(sources["train"]))
-  best = ckpts.best_metrics()
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
-
-  step = int(state.step)
-  pending: list[tuple[int, dict]] = []
-  skipped = 0
-  last_time, last_step = time.perf_counter(), step
-  progress = None
-  if is_main and config.progress_bar:
-    from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
-    progress = tqdm.tqdm(total=total, initial=step, desc=f"train {config.objective}",
-                         unit="step", dynamic_ncols=True)
-
-  def flush() -> dict:
-    """Fetches the metrics of the steps since the last flush; stops on a non-finite step."""
-    nonlocal pending, skipped, last_time, last_step
-    if not pending:
-      return {}
-    fetched = jax.device_get([m for _, m in pending])
-    steps = [s for s, _ in pending]
-    pending = []
-    for s, m in zip(steps, fetched):
-      if m["finite"] < 1:
-        if not config.skip_nonfinite:
-          terms = ", ".join(f"{k}={float(v):.6g}" for k, v in sorted(m.items()))
-          raise NonFiniteLossError(
-              f"Non-finite loss or gradient, or |loss| above config.max_abs_loss "
-              f"({config.max_abs_loss:g}), at step {s} ({terms}). The update was not applied; "
-              f"the last good checkpoint in {workdir} is kept. Lower the learning rate (JEM "
-              "diverges this way), set config.max_restarts > 0 to restart from the last good "
-              "checkpoint with a new key, or config.skip_nonfinite=True to skip such steps.",
-              step=s)
-        skipped += 1
-    now = time.perf_counter()
-    mean = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-    mean["step_time_s"] = (now - last_time) / max(steps[-1] + 1 - last_step, 1)
-    mean["skipped_nonfinite_steps"] = skipped
-    last_time, last_step = now, steps[-1] + 1
-    return mean
-
-  def restart(diverged: NonFiniteLossError):
-    """Goes back to the last good checkpoint (or the start) with a new key; returns the state."""
-    nonlocal train_iter, last_time, last_step
-    ckpts.wait()
-    number = len(restarts) + 1
-    restored = ckpts.restore_latest(state)
-    train_iter = train_iterator(config, sources["train"], mesh)
-    if restored is None:
-      new_state = init_train_state(config, objective, ckpt_lib.model_from_config(
-          config, info.num_classes)[1], optimizer, info.image_shape, mesh)
-    else:
-      new_state, iter_state, _ = restored
-      if iter_state is not None:
-        train_iter.set_state(iter_state)
-    key = restart_key(new_state.key, number)
-    new_state = spmd.put_state(new_state.replace(key=key), mesh)
-    from_step = int(new_state.step)
-    restarts.append({"restart": number, "diverged_at_step": diverged.step,
-                     "resumed_from_step": from_step, "key": key.tolist()})
-    if is_main:
-      reporting.write_json(ckpt_lib.workdir_path(workdir) / RESTARTS_FILE, restarts)
-    writer.write(from_step, {"train/restart": number,
-                             "train/restart_diverged_at_step": diverged.step})
-    logging.warning("Divergence at step %s: restart %d of at most %d, from the checkpoint of "
-                    "step %d with a new key (%s).", diverged.step, number, config.max_restarts,
-                    from_step, diverged)
-    last_time, last_step = time.perf_counter(), from_step
-    if progress is not None:
-      progress.n = from_step
-      progress.refresh()
-    return new_state
-
-  first = True
+  loop = _Loop(run, state, train_iter, train_step, validate, writer, restarter,
+               num_train_steps(config, len(sources["train"])))
   try:
-    with _PreemptionFlag() as preemption:
-      while step < total:
+    with preemption_lib.PreemptionFlag() as preemption:
+      while loop.step < loop.total:
         try:
-          batch = next(train_iter)
-          if first:
-            _check_first_batch(batch)
-            first = False
-          state, metrics = train_step(state, batch)
-          pending.append((step, metrics))
-          step += 1
-          if progress is not None:
-            progress.update(1)
-          done = step == total
-          stop = preemption.reached(step)
-          if step % config.log_every_steps == 0 or done or stop:
-            mean = flush()
-            if mean:
-              writer.write(step, {f"train/{k}": v for k, v in mean.items()})
-              if progress is not None:
-                progress.set_postfix(loss=f"{mean['loss']:.4f}", acc=f"{mean['accuracy']:.3f}",
-                                     step_s=f"{mean['step_time_s']:.3f}")
-          if step % config.eval_every_steps == 0 or done:
-            flush()
-            val = validate(state.params)
-            writer.write(step, {f"val/{k}": v for k, v in val.items()})
-            logging.info("step %d: validation accuracy %.4f, nll %.4f", step, val["accuracy"],
-                         val["nll"])
-            if best is None or val["accuracy"] > best["val_accuracy"]:
-              best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": step}
-              ckpts.save_best(step, state.params, best)
-          if step % config.checkpoint_every_steps == 0 or done or stop:
-            flush()
-            ckpts.save(step, state, train_iter.get_state())
+          loop.do_step()
+          done, stop = loop.step == loop.total, preemption.reached(loop.step)
+          if loop.step % config.log_every_steps == 0 or done or stop:
+            loop.log()
+          if loop.step % config.eval_every_steps == 0 or done:
+            loop.validate()
+          if loop.step % config.checkpoint_every_steps == 0 or done or stop:
+            loop.checkpoint()
           if stop:
             logging.warning("Signal %d received: saved the checkpoint of step %d in %s; run "
-                            "the same command again to resume.", preemption.signum, step,
+                            "the same command again to resume.", preemption.signum, loop.step,
                             workdir)
             break
         except NonFiniteLossError as diverged:
-          if len(restarts) >= config.max_restarts:
-            if config.max_restarts:
-              raise NonFiniteLossError(f"{diverged} ({len(restarts)} restarts, the most "
-                                       "config.max_restarts allows, were spent.)",
-                                       step=diverged.step) from diverged
-            raise
-          state = restart(diverged)
-          step = int(state.step)
-    ckpts.wait()
+          loop.restart(diverged)
+    run.ckpts.wait()
   finally:
-    if progress is not None:
-      progress.close()
+    loop.progress.close()
     writer.close()
-    ckpts.close()
-  return TrainResult(workdir=os.fspath(workdir), last_step=step,
-                     best_step=best["step"] if best else None,
-                     best_val_accuracy=best["val_accuracy"] if best else None,
-                     preempted=step < total, resumed_from_step=resumed_from,
-                     skipped_nonfinite_steps=skipped, restarts=len(restarts))
+    run.ckpts.close()
+  return loop.result(resumed_from)

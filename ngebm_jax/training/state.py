@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import optax
 
 
@@ -45,12 +44,15 @@ def learning_rate_schedule(learning_rate: float, warmup_steps: int, *,
   decay_steps = [int(s) for s in decay_steps]
   if any(s <= 0 for s in decay_steps) or decay_steps != sorted(set(decay_steps)):
     raise ValueError(f"decay steps must be increasing and positive; got {decay_steps}.")
-  boundaries = {s: decay_rate for s in decay_steps}
-  constant = optax.piecewise_constant_schedule(learning_rate, boundaries)
   if warmup_steps == 0:
-    return constant
-  warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
-  return lambda step: jnp.where(step < warmup_steps, warmup(step), constant(step))
+    return optax.piecewise_constant_schedule(learning_rate,
+                                             {s: decay_rate for s in decay_steps})
+  # join_schedules hands the second schedule the steps since the warmup ended, so the decay
+  # boundaries move back by `warmup_steps`; one inside the warmup applies from its end on.
+  after_warmup = optax.piecewise_constant_schedule(
+      learning_rate, {s - warmup_steps: decay_rate for s in decay_steps})
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, learning_rate, warmup_steps), after_warmup], [warmup_steps])
 
 
 def make_optimizer(learning_rate: float, warmup_steps: int, *, decay_steps: Sequence[int] = (),

@@ -166,26 +166,13 @@ def _peer_batch(batches: Sequence[dict]) -> dict:
   return {k: np.asarray(jax.device_get(v)) for k, v in batch.items()}
 
 
-def check_race_config(config) -> None:
-  """Fails on a bad `config.race` before the step timing, not after."""
-  r = config.race
-  if r.target_accuracy > 1:
-    raise ValueError(f"config.race.target_accuracy must be <= 1; got {r.target_accuracy}.")
-  for field in ("max_steps", "eval_every"):
-    if r[field] < 1:
-      raise ValueError(f"config.race.{field} must be >= 1; got {r[field]}.")
-  if r.budget_s is not None and (r.budget_s <= 0 or 0 < r.max_seconds < r.budget_s):
-    raise ValueError(f"config.race.budget_s must be > 0 and at most config.race.max_seconds "
-                     f"({r.max_seconds}); got {r.budget_s}.")
-
-
 def race_objectives(config, programs, sources, mesh) -> dict | None:
   """The race of `config.race` over the compiled `programs`; None when it is skipped.
 
   Every runner is a variant of the same config (same model, data, seed, optimizer and
   schedule); only the objective differs, and for SGLD-EBM the chain length K.
   """
-  r = config.race  # checked by `run` (`check_race_config`) before the step timing
+  r = config.race  # checked by `run` (`config_validation.validate_race`) before the timing
   if r.target_accuracy <= 0:
     return None
   max_seconds = r.max_seconds if r.max_seconds > 0 else None
@@ -219,7 +206,8 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
   """Runs the benchmark of `config` and returns its results (what `benchmark.json` holds).
 
   Args:
-    config: a training config (configs/default.py); `objective` is set per variant. Its
+    config: a benchmark config (configs/benchmark_*.py: a training config with a `race`
+      block, configs/default.py's `race_config()`); `objective` is set per variant. The
       `race` block sets the end-to-end part: the variants to race (`race.objectives`, names
       such as "baseline", "ngebm", "sgld_k20"; empty: every timed variant), the target
       validation accuracy (`race.target_accuracy`, <= 0 skips the race), the common budget
@@ -245,7 +233,7 @@ def run(config, *, objective_names: Sequence[str] = ("baseline", "ngebm", "sgld"
     profile_dir: also write a profiler trace of a few steps of every variant there.
   """
   config_validation.validate_config(config, len(devices) if devices is not None else None)
-  check_race_config(config)
+  config_validation.validate_race(config)
   env = timing.environment()
   mesh = spmd.make_mesh(devices)
   info = data_lib.dataset_info(config)

@@ -205,8 +205,6 @@ def prepare(paths: Sequence[str | os.PathLike], data_dir: str | os.PathLike, *,
   data_dir = os.fspath(data_dir)
   existing = common.prepared_builder("celeb_a", data_dir)
   if existing is not None:
-    logging.warning("celeb_a is already prepared in %s; leaving it. Delete that folder to "
-                    "import again.", existing.data_dir)
     return existing
   files = find_files(paths)
   for path in files.values():

@@ -359,8 +359,6 @@ def prepare(name: str, archive: str | os.PathLike, data_dir: str | os.PathLike, 
   data_dir = os.fspath(data_dir)
   existing = common.prepared_builder(name, data_dir)
   if existing is not None:
-    logging.warning("%s is already prepared in %s; leaving it. Delete that folder to import "
-                    "again.", name, existing.data_dir)
     return existing
   archive = os.fspath(archive)
   common.log_official_digest(archive)

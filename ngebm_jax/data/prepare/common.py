@@ -96,10 +96,17 @@ def check_labels_in_range(labels: np.ndarray, num_classes: int, *, what: str) ->
 
 
 def prepared_builder(name: str, data_dir: str | os.PathLike):
-  """TFDS's own builder for `name` in `data_dir` if the dataset is prepared there, else None."""
+  """TFDS's own builder for `name` in `data_dir` if the dataset is prepared there, else None.
+
+  A prepared dataset is left as it is (the importers return this builder), which is logged.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=os.fspath(data_dir))
-  return builder if builder.is_prepared() else None
+  if not builder.is_prepared():
+    return None
+  logging.warning("%s is already prepared in %s; leaving it. Delete that folder to import "
+                  "again.", name, builder.data_dir)
+  return builder
 
 
 def write_dataset(builder):

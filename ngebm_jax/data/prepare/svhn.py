@@ -127,8 +127,6 @@ def prepare(paths: Sequence[str | os.PathLike], data_dir: str | os.PathLike, *,
   data_dir = os.fspath(data_dir)
   existing = common.prepared_builder("svhn_cropped", data_dir)
   if existing is not None:
-    logging.warning("svhn_cropped is already prepared in %s; leaving it. Delete that folder to "
-                    "import again.", existing.data_dir)
     return existing
   by_split = {}
   for path in paths:

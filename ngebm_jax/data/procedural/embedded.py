@@ -92,6 +92,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ngebm_jax import _checks
 from ngebm_jax.data import ood
 
 NUM_CLASSES = 10
@@ -583,8 +584,7 @@ def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
     raise ValueError(f"images_uint8 must be uint8 [N, 32, 32, 3]; got {images.dtype} "
                      f"{images.shape}.")
   m = images.shape[0] if num_examples is None else num_examples
-  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-    raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
+  _checks.check_positive_int(m, "num_examples")
   m = int(m)
   seqs = dict(zip(OOD_SET_NAMES, _children(seed, len(OOD_SET_NAMES))))
   rngs = {k: np.random.Generator(np.random.PCG64(s)) for k, s in seqs.items()}
