@@ -11,6 +11,7 @@ import pytest
 from configs import smoke
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
+from ngebm_jax import models
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import inference
 from ngebm_jax.workflows import evaluate_runs
@@ -30,7 +31,7 @@ def _smoke_config(**overrides):
 
 
 def _run_steps(config, devices, batches, *, use_pmap=False):
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   objective = objective_registry.make_objective(config, fns)
   optimizer = make_optimizer(1e-3, 2)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -91,7 +92,7 @@ def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   config, fns, params = ckpt_lib.load_run(workdir)
   assert config.objective == "ngebm"
   assert jax.tree.structure(params) == jax.tree.structure(
-      ckpt_lib.model_from_config(config, 10)[1])
+      models.from_config(config, 10)[1])
 
 
 def _check_calibration_against_references(workdir, written):

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from configs import smoke
+from ngebm_jax import models
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.training import checkpoints as ckpt_lib
@@ -24,7 +25,7 @@ def make_workdir(path, objective):
   config.dataset.num_test = 32
   os.makedirs(path)
   ckpt_lib.save_config(path, config)
-  _, params = ckpt_lib.model_from_config(config, 10)
+  _, params = models.from_config(config, 10)
   ckpts = ckpt_lib.Checkpoints(path, use_async=False)
   ckpts.save_best(10, params, {"val/accuracy": 0.1})
   ckpts.wait()
@@ -86,7 +87,7 @@ def test_max_examples_caps_the_attacked_images_and_the_plan_says_so(tmp_path):
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)
   ckpt_lib.save_config(workdir, config)
-  _, params = ckpt_lib.model_from_config(config, 10)
+  _, params = models.from_config(config, 10)
   ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
   ckpts.save_best(1, params, {"val/accuracy": 0.1})
   ckpts.wait()
