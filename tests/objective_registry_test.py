@@ -4,8 +4,8 @@ import jax
 import numpy as np
 
 from configs import benchmark_tiny
-from ngebm_jax import objectives
 from ngebm_jax import models
+from ngebm_jax import objectives
 from ngebm_jax.training import objective_registry
 
 
