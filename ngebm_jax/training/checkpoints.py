@@ -277,16 +277,22 @@ def load_run(workdir: str | os.PathLike):
     `(config, model_fns, params)`: the run's config, its model's pure functions
     (`ngebm_jax.models.ModelFns`) and the best parameters (by validation accuracy).
   """
+  return load_best(workdir)[:3]
+
+
+def load_best(workdir: str | os.PathLike):
+  """`load_run`, and `{"best_step", "best_metrics"}` of the best checkpoint, opened once."""
   config = load_config(workdir)
   from ngebm_jax.data import dataset_info  # pylint: disable=g-import-not-at-top
   info = dataset_info(config)
   fns, params = models.from_config(config, info.num_classes)
   ckpts = Checkpoints(workdir, use_async=False)
   try:
-    params, _ = ckpts.restore_best_params(params)
+    params, step = ckpts.restore_best_params(params)
+    best = dict(best_step=step, best_metrics=ckpts.best_metrics() or {})
   finally:
     ckpts.close()
-  return config, fns, params
+  return config, fns, params, best
 
 
 # Model building is `models.from_config`; this name stays for the trainer and benchmark code.

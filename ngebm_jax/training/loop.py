@@ -24,11 +24,11 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 from absl import logging
 from jax.experimental import multihost_utils
 
@@ -37,8 +37,7 @@ from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
 from ngebm_jax.data import device_input
 from ngebm_jax.data import pipeline
-from ngebm_jax.evaluation import calibration
-from ngebm_jax.evaluation import inference
+from ngebm_jax.evaluation import validation
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
@@ -75,6 +74,13 @@ class TrainResult:
   resumed_from_step: int | None
   skipped_nonfinite_steps: int
   restarts: int = 0  # restarts after divergence, over the whole run (config.max_restarts)
+  # In memory, for the evaluation that follows: the model, the best parameters this call saw
+  # (None when the best step was saved before a resume: read them from best/), their
+  # validation metrics, and the validation split `(images, labels)` training read.
+  model: Any = dataclasses.field(default=None, repr=False)
+  best_params: Any = dataclasses.field(default=None, repr=False)
+  best_metrics: dict | None = None
+  validation: Any = dataclasses.field(default=None, repr=False)
 
 
 def _check_writable(workdir) -> None:
@@ -160,33 +166,6 @@ def read_restarts(workdir: str) -> list[dict]:
   """The restarts recorded in `workdir` (`restarts.json`), oldest first; [] if none."""
   path = ckpt_lib.workdir_path(workdir) / RESTARTS_FILE
   return reporting.read_json(path) if path.exists() else []
-
-
-class Validator:
-  """Validation accuracy, NLL and ECE on the evaluation path (`ngebm_jax.evaluation.inference`).
-
-  The split is read once; its test-time noise is the evaluation's own (per-example keys from
-  `inference.noise_key(config.eval.seed, "validation")`), so the accuracy that picks the best
-  checkpoint is the one `experiments.evaluate --split=validation` reports for it.
-  """
-
-  def __init__(self, config, apply_fn, source, mesh):
-    images, self.labels = pipeline.read_split(source)
-    self.images = pipeline.to_model_space(images)
-    self.key = inference.noise_key(config.eval.seed, "validation")
-    self.batch_size = config.eval.batch_size
-    self.num_bins = config.eval.num_bins
-    self.step = inference.make_noisy_fn(inference.logits_fn(apply_fn), config.dataset.noise_std,
-                                        mesh)
-
-  def __call__(self, params) -> dict:
-    logits = inference.predict(self.step, params, self.images, self.key,
-                               batch_size=self.batch_size)
-    probs = scipy.special.softmax(np.asarray(logits, np.float64), axis=-1)
-    return {"accuracy": calibration.accuracy(logits, self.labels),
-            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True),
-            "ece": calibration.expected_calibration_error(probs, self.labels,
-                                                          num_bins=self.num_bins)}
 
 
 class _PreemptionFlag:
@@ -289,9 +268,10 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
 
   train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
                                     max_abs_loss=config.max_abs_loss)
-  validate = Validator(config, fns.apply_fn, sources["validation"], mesh)
+  validate = validation.Validator(config, fns.apply_fn, sources["validation"], mesh)
   total = num_train_steps(config, len(sources["train"]))
   best = ckpts.best_metrics()
+  best_params = None
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
 
   step = int(state.step)
@@ -395,6 +375,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
             if best is None or val["accuracy"] > best["val_accuracy"]:
               best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": step}
               ckpts.save_best(step, state.params, best)
+              best_params = jax.tree.map(jnp.copy, state.params)  # the step donates state
           if step % config.checkpoint_every_steps == 0 or done or stop:
             flush()
             ckpts.save(step, state, train_iter.get_state())
@@ -422,4 +403,6 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
                      best_step=best["step"] if best else None,
                      best_val_accuracy=best["val_accuracy"] if best else None,
                      preempted=step < total, resumed_from_step=resumed_from,
-                     skipped_nonfinite_steps=skipped, restarts=len(restarts))
+                     skipped_nonfinite_steps=skipped, restarts=len(restarts), model=fns,
+                     best_params=best_params, best_metrics=best,
+                     validation=(validate.images, validate.labels))
