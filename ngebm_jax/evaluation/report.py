@@ -174,7 +174,7 @@ def _calibration_section(results: Mapping[str, Mapping], reliability_plot: str |
     if cal.get("temperature") is not None:
       columns.append((f"{run} + TS", cal, "_ts"))
   rows = []
-  for label, key, fmt in _calibration_rows(first.get("num_bins", 20), first.get("noise_std")):
+  for label, key, fmt in _calibration_rows(first["num_bins"], first["noise_std"]):
     # Dividing the logits by T keeps every prediction: the accuracy is the same with TS.
     rows.append([label] + [fmt(cal.get(key if key == "accuracy" else key + suffix))
                            for _, cal, suffix in columns])
