@@ -9,7 +9,7 @@ to every input at test time. Here that is `EvalOptions.noise_std`, applied by th
 the test images, to every OOD set, and to the adversarial images before they are classified; the
 metrics and attacks themselves know nothing of it. "interp" gets std `noise_std * sqrt(1.5)`:
 the reference averages two test images that already carry the noise and adds it again
-(`ngebm_jax.data.ood.TEST_NOISE_VARIANCE`). The noise of example `i`
+(`ngebm_jax.data.ood_data.TEST_NOISE_VARIANCE`). The noise of example `i`
 of a set is drawn from `fold_in(fold_in(key, set), i)`: it does not depend on the batch size.
 
 The logits of a set are computed once per `EvalInputs` and shared by the evaluators

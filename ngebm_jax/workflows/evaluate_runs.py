@@ -14,10 +14,10 @@ Settings: the run's `config.eval` and `config.dataset`, with the caller's `overr
 defaults.
 
 OOD sets: every chosen set that is prepared is evaluated (default: all of the protocol's, see
-`ngebm_jax.data.ood`); a missing one is left out, logged with the command that prepares it, and
-listed under `meta.ood_missing` and in the report. `ood_strict` makes a missing set an error.
-The calibration evaluator also gets the run's validation split, to fit its temperature scaling
-on.
+`ngebm_jax.data.ood_data`); a missing one is left out, logged with the command that prepares
+it, and listed under `meta.ood_missing` and in the report. `ood_strict` makes a missing set an
+error. The calibration evaluator also gets the run's validation split, to fit its temperature
+scaling on.
 """
 
 from __future__ import annotations

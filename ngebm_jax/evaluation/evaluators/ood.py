@@ -8,7 +8,7 @@ import re
 from absl import logging
 import numpy as np
 
-from ngebm_jax.data import ood as ood_data
+from ngebm_jax.data import ood_data
 from ngebm_jax.evaluation import inference
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
