@@ -6,7 +6,7 @@
 For each --workdir it loads the best checkpoint (by validation accuracy), runs the evaluators of
 the run's `config.eval.evaluators` (or --evaluators) on its test set and OOD sets, and writes
 into --output (a local folder or a URI such as gs://bucket/report):
-  results.json          every figure, per run;
+  results.json          every figure, one record per run (schema: docs/results.rst);
   report.md             a side-by-side table, the published figures beside ours (CIFAR), plots;
   robustness_<norm>.png accuracy against PGD epsilon, all runs on one plot;
   <run>/                per run: reliability diagram, OOD score histograms, ROC curves.
