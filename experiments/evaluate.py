@@ -6,7 +6,7 @@
 For each --workdir it loads the best checkpoint (by validation accuracy), runs the evaluators of
 the run's `config.eval.evaluators` (or --evaluators) on its test set and OOD sets, and writes
 into --output (a local folder or a URI such as gs://bucket/report):
-  results.json          every figure, per run;
+  results.json          every figure, one record per run (schema: docs/results.rst);
   report.md             a side-by-side table, the published figures beside ours (CIFAR), plots;
   robustness_<norm>.png accuracy against PGD epsilon, all runs on one plot;
   <run>/                per run: reliability diagram, OOD score histograms, ROC curves.
@@ -29,40 +29,45 @@ _WORKDIR = flags.DEFINE_multi_string("workdir", None, "A training workdir; repea
 _OUTPUT = flags.DEFINE_string("output", None, "Report folder (results.json, report.md, plots).")
 _NAME = flags.DEFINE_multi_string("name", None, "Report name of each run, in --workdir order "
                                   "(default: the workdirs' basenames).")
-_EVALUATORS = flags.DEFINE_list("evaluators", None, "Evaluators to run (default: each run's "
-                                "config.eval.evaluators): classification, calibration, ood, "
-                                "robustness.")
-_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Use only the first N test images "
-                                     "and N images of each OOD set; PGD attacks at most N.")
-_OOD_SETS = flags.DEFINE_list(
-    "ood_sets", None, "OOD sets to evaluate, e.g. svhn,cifar100,celeba,interp,uniform,constant "
-    "(default: each run's config.eval.ood_sets, else every set of the protocol that is "
-    "prepared; a missing one is named with the command that prepares it).")
-_OOD_STRICT = flags.DEFINE_bool("ood_strict", None, "Fail when a chosen OOD set is not prepared "
-                                "(default: each run's config.eval.ood_strict, False).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory of the test and OOD sets "
-                                "(default: each run's config.dataset.data_dir).")
-_NOISE_STD = flags.DEFINE_float("noise_std", None, "Test-time input noise (default: the run's "
-                                "config.dataset.noise_std, 0.03 in the recipe).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Examples per device call.")
-_NUM_BINS = flags.DEFINE_integer("num_bins", None, "ECE bins (default 20).")
-_PGD_STEPS = flags.DEFINE_integer("pgd_steps", None, "PGD iterations (default 40).")
-_PGD_STEP_SIZE = flags.DEFINE_float("pgd_step_size", None, "PGD step in [0, 1] pixel units "
-                                    "(default 2.5 * eps / steps).")
-_ROBUST_N = flags.DEFINE_integer("robustness_num_examples", None, "Test images attacked "
-                                 "(default 1000).")
-_REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "Paper protocol: SGLD steps refining "
-                                     "each attacked copy (default: the run's config.eval, 1).")
-_REFINE_NOISE = flags.DEFINE_float("refine_noise_std", None, "Paper protocol: Langevin noise of "
-                                   "the refinement steps (default: the run's config.eval, 0.01).")
-_EPS_LINF = flags.DEFINE_list("epsilons_linf", None, "L-inf epsilons in [0, 1] pixel units; "
-                              "'8/255' is accepted.")
-_EPS_L2 = flags.DEFINE_list("epsilons_l2", None, "L2 epsilons in [0, 1] pixel units.")
-_SEED = flags.DEFINE_integer("seed", None, "Seed of the evaluation's keys (input noise, PGD); "
-                             "default: each run's config.eval.seed.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "validation"],
                            "Split to evaluate: test (with the OOD sets), or validation (the "
                            "split that chose the checkpoint, with training's input noise).")
+# Each flag below replaces one field of every run's config for this evaluation; unset, the
+# run's own value holds (its config.json, whose defaults are configs/default.py's).
+_SAME = "Unset: each run's config."
+_EVALUATORS = flags.DEFINE_list("evaluators", None, "config.eval.evaluators: evaluators to run, "
+                                "of classification, calibration, ood, robustness, "
+                                f"focus_detection. {_SAME}")
+_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "config.eval.max_examples: the first "
+                                     f"N test images and N images of each OOD set. {_SAME}")
+_OOD_SETS = flags.DEFINE_list(
+    "ood_sets", None, "config.eval.ood_sets, e.g. svhn,cifar100,celeba,interp,uniform,constant "
+    f"(empty: every set of the protocol that is prepared). {_SAME}")
+_OOD_STRICT = flags.DEFINE_bool("ood_strict", None, "config.eval.ood_strict: fail when a chosen "
+                                f"OOD set is not prepared. {_SAME}")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "config.dataset.data_dir: TFDS data directory "
+                                f"of the test and OOD sets. {_SAME}")
+_NOISE_STD = flags.DEFINE_float("noise_std", None, "config.dataset.noise_std: test-time input "
+                                f"noise. {_SAME}")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "config.eval.batch_size: examples per "
+                                   f"device call. {_SAME}")
+_NUM_BINS = flags.DEFINE_integer("num_bins", None, f"config.eval.num_bins: ECE bins. {_SAME}")
+_PGD_STEPS = flags.DEFINE_integer("pgd_steps", None, "config.eval.pgd_steps: PGD iterations. "
+                                  f"{_SAME}")
+_PGD_STEP_SIZE = flags.DEFINE_float("pgd_step_size", None, "config.eval.pgd_step_size: PGD step "
+                                    f"in [0, 1] pixel units. {_SAME}")
+_ROBUST_N = flags.DEFINE_integer("robustness_num_examples", None, "config.eval."
+                                 f"robustness_num_examples: test images attacked. {_SAME}")
+_REFINE_STEPS = flags.DEFINE_integer("refine_steps", None, "config.eval.refine_steps: paper "
+                                     f"protocol, SGLD steps refining each copy. {_SAME}")
+_REFINE_NOISE = flags.DEFINE_float("refine_noise_std", None, "config.eval.refine_noise_std: "
+                                   f"paper protocol, their Langevin noise. {_SAME}")
+_EPS_LINF = flags.DEFINE_list("epsilons_linf", None, "config.eval.epsilons_linf: L-inf epsilons "
+                              f"in [0, 1] pixel units; '8/255' is accepted. {_SAME}")
+_EPS_L2 = flags.DEFINE_list("epsilons_l2", None, "config.eval.epsilons_l2: L2 epsilons in [0, 1] "
+                            f"pixel units. {_SAME}")
+_SEED = flags.DEFINE_integer("seed", None, "config.eval.seed: the evaluation's keys (input "
+                             f"noise, PGD). {_SAME}")
 flags.mark_flags_as_required(["workdir", "output"])
 
 

@@ -20,7 +20,7 @@ from ngebm_jax import data as data_lib
 from ngebm_jax import focus as focus_lib
 from ngebm_jax import models
 from ngebm_jax import objectives as objectives_lib
-from ngebm_jax.data import ood as ood_data
+from ngebm_jax.data import ood_data
 from ngebm_jax.training import objective_registry
 
 MODEL_DTYPES = ("float32", "bfloat16")

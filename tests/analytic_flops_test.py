@@ -6,7 +6,7 @@ import pytest
 
 from configs import default
 from ngebm_jax.benchmarking import analytic_flops
-from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax import models
 
 
 def _xla_flops(depth: int, width: int):
@@ -17,7 +17,7 @@ def _xla_flops(depth: int, width: int):
   holder = {}
 
   def init():
-    holder["fns"], params = ckpt_lib.model_from_config(config, 10)
+    holder["fns"], params = models.from_config(config, 10)
     return params
   params = jax.eval_shape(init)  # shapes only: no 36M-parameter initialization
   apply_fn = holder["fns"].apply_fn

@@ -173,7 +173,7 @@ def test_shard_map_equals_one_device():
 ])
 def test_registry_binds_the_config_fields(objective, fields, pure):
   from configs import smoke  # pylint: disable=g-import-not-at-top
-  from ngebm_jax.training import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from ngebm_jax import models  # pylint: disable=g-import-not-at-top
   from ngebm_jax.training import objective_registry  # pylint: disable=g-import-not-at-top
 
   config = smoke.get_config()
@@ -182,7 +182,7 @@ def test_registry_binds_the_config_fields(objective, fields, pure):
     block, field = name.split(".")
     config[block][field] = value
   assert objective in objective_registry.names()
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   loss_fn = objective_registry.make_objective(config, fns).loss_fn
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -10,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default
 from ngebm_jax import reporting
 from ngebm_jax.evaluation import calibration
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.evaluation import inference
+from ngebm_jax.evaluation import inputs as inputs_lib
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
 from ngebm_jax.evaluation import report
@@ -30,6 +33,12 @@ def is_png(path):
 
 def linear(params, x):
   return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+
+
+def eval_options(**changes):
+  """`config.eval` of the default config (the one home of the defaults), with `changes`."""
+  return dataclasses.replace(evaluators.EvalOptions.from_config(default.get_config()),
+                             **changes)
 
 
 def make_inputs(batch_size=32, noise_std=0.03, key_impl="rbg"):
@@ -55,7 +64,7 @@ def make_inputs(batch_size=32, noise_std=0.03, key_impl="rbg"):
       "svhn": rng.uniform(-1, 1, (40,) + shape).astype(np.float32),
       "cifar_100": rng.uniform(-0.2, 0.2, (36,) + shape).astype(np.float32),
   }
-  options = evaluators.EvalOptions(
+  options = eval_options(
       noise_std=noise_std, batch_size=batch_size, num_bins=10, pgd_steps=3,
       epsilons={"linf": (0.0, 8 / 255, 30 / 255), "l2": (0.0, 0.5)},
       robustness_num_examples=16)
@@ -70,7 +79,8 @@ def evaluated(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("report"))
   inputs = make_inputs()
   run_dir = os.path.join(out, report.run_subdir("baseline run"))
-  figures = evaluators.run_evaluators(list(evaluators.EVALUATORS), inputs, run_dir)
+  names = ["classification", "calibration", "ood", "robustness"]
+  figures = evaluators.run_evaluators(names, inputs, run_dir)
   return out, run_dir, inputs, figures
 
 
@@ -78,7 +88,7 @@ def test_evaluators_return_their_figures(evaluated):
   _, run_dir, inputs, figures = evaluated
   assert set(figures) == {"classification", "calibration", "ood", "robustness"}
   c = figures["classification"]
-  logits = evaluators.test_logits(inputs)
+  logits = inputs_lib.test_logits(inputs)
   assert c["accuracy"] == pytest.approx(calibration.accuracy(logits, inputs.labels))
   assert c["accuracy"] > 0.9 and c["num_examples"] == 60 and c["nll"] > 0
   cal = figures["calibration"]
@@ -107,13 +117,13 @@ def test_calibration_figures_match_slow_references(evaluated):
   cal = figures["calibration"]
   labels = inputs.labels
   p = jax.tree.map(np.asarray, inputs.params)
-  noisy = evaluators.test_logits(inputs)
+  noisy = inputs_lib.test_logits(inputs)
   clean = inputs.images.reshape(60, -1) @ p["w"] + p["b"]  # the linear model in NumPy
   # Validation logits: the noise training validated with (the split's own key).
   val = inference.predict_logits(
       linear, inputs.params, inputs.validation_images, noise_std=0.03, batch_size=32,
       key=inference.purpose_key(inputs.key, "noise/validation"))
-  np.testing.assert_allclose(evaluators.validation_logits(inputs), val, rtol=1e-6)
+  np.testing.assert_allclose(inputs_lib.validation_logits(inputs), val, rtol=1e-6)
   assert cal["ece"] == pytest.approx(ref.slow_ece(ref.softmax_rows(noisy), labels, 10), abs=1e-9)
   assert cal["ece_paper"] == pytest.approx(ref.reference_paper_ece(clean, labels), abs=1e-5)
   assert cal["confidence_gap"] == pytest.approx(ref.slow_confidence_gap(noisy, labels), abs=1e-9)
@@ -139,7 +149,7 @@ def test_no_validation_images_no_temperature(tmp_path):
   inputs = make_inputs()
   inputs = evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
                                  labels=inputs.labels, key=inputs.key, options=inputs.options)
-  cal = evaluators.evaluate_calibration(inputs, str(tmp_path))
+  cal = evaluators.calibration.evaluate(inputs, str(tmp_path))
   assert cal["temperature"] is None and cal["ece_ts"] is None and cal["ece"] > 0
   assert set(cal["plots"]) == {"reliability"}
 
@@ -147,8 +157,8 @@ def test_no_validation_images_no_temperature(tmp_path):
 def test_input_noise_does_not_depend_on_the_batch_size():
   # Per-example noise keys; threefry (the default) keys give the same bits under vmap.
   inputs = make_inputs(batch_size=7, key_impl="threefry2x32")
-  a = evaluators.test_logits(inputs)
-  b = evaluators.test_logits(make_inputs(batch_size=60, key_impl="threefry2x32"))
+  a = inputs_lib.test_logits(inputs)
+  b = inputs_lib.test_logits(make_inputs(batch_size=60, key_impl="threefry2x32"))
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   p = jax.tree.map(np.asarray, inputs.params)
   clean = inputs.images.reshape(60, -1) @ p["w"] + p["b"]
@@ -167,9 +177,8 @@ def test_interp_gets_the_reference_noise(tmp_path):
       apply_fn=squared_norm, params={"b": jnp.zeros(())}, images=zeros,
       labels=np.zeros(64, np.int32), ood_images={"interp": zeros, "uniform": zeros},
       key=jax.random.key(1, impl="rbg"),
-      options=evaluators.EvalOptions(noise_std=0.03, batch_size=64,
-                                     ood_scores=("log_density",)))
-  out = evaluators.evaluate_ood(inputs, str(tmp_path))
+      options=eval_options(noise_std=0.03, batch_size=64, ood_scores=("log_density",)))
+  out = evaluators.ood.evaluate(inputs, str(tmp_path))
   variance = {k: v["log_density"] / (16 * 16 * 3 * 0.03**2)
               for k, v in out["score_means"].items()}
   assert variance["in_distribution"] == pytest.approx(1.0, rel=0.02)
@@ -190,8 +199,14 @@ def test_report_writes_json_markdown_and_curves(evaluated):
   written = report.write_report(results, out)
   with open(written["results_json"]) as f:
     loaded = json.load(f)
-  assert set(loaded) == {"baseline run", "ngebm"}
-  assert loaded["ngebm"]["calibration"]["ece"] == pytest.approx(figures["calibration"]["ece"] / 2)
+  # The report's results.json: schema 1, one record per run (docs/results.rst).
+  assert loaded["schema"] == 1 and list(loaded["runs"]) == ["baseline run", "ngebm"]
+  record = loaded["runs"]["ngebm"]
+  assert record["evaluation"]["calibration"]["ece"] == pytest.approx(
+      figures["calibration"]["ece"] / 2)
+  assert record["ece"] == record["evaluation"]["calibration"]["ece"]  # the headline repeats it
+  assert record["accuracy"] == figures["classification"]["accuracy"]
+  assert record["objective"] == "ngebm" and record["dataset"] == "CIFAR-10"
   assert is_png(written["robustness_linf"]) and is_png(written["robustness_l2"])
   with open(written["report_md"]) as f:
     md = f.read()
@@ -242,19 +257,26 @@ def test_bad_inputs_raise(tmp_path):
     evaluators.run_evaluators(["accuracy"], inputs, str(tmp_path))
   with pytest.raises(ValueError, match="uint8"):
     evaluators.EvalInputs(apply_fn=linear, params=inputs.params,
-                          images=np.zeros((2, 6, 6, 3), np.uint8), labels=np.zeros(2, np.int32))
+                          images=np.zeros((2, 6, 6, 3), np.uint8), labels=np.zeros(2, np.int32),
+                          key=inputs.key, options=inputs.options)
   with pytest.raises(ValueError, match="empty"):
     report.write_report({}, str(tmp_path))
   with pytest.raises(ValueError, match="norms"):
-    evaluators.EvalOptions(robustness_norms=("linf", "l1"))
+    eval_options(robustness_norms=("linf", "l1"))
   with pytest.raises(ValueError, match="noise_std"):
-    evaluators.EvalOptions(noise_std=-0.03)
+    eval_options(noise_std=-0.03)
+  with pytest.raises(ValueError, match="epsilons"):
+    eval_options(epsilons={"linf": (0.0,)})  # the l2 attack has no epsilons
   with pytest.raises(ValueError, match="together"):
     evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
-                          labels=inputs.labels, validation_images=inputs.images)
+                          labels=inputs.labels, key=inputs.key, options=inputs.options,
+                          validation_images=inputs.images)
   with pytest.raises(ValueError, match="validation_images"):
     evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,
-                          labels=inputs.labels, validation_images=inputs.images[:, :3],
+                          labels=inputs.labels, key=inputs.key, options=inputs.options,
+                          validation_images=inputs.images[:, :3],
                           validation_labels=inputs.labels)
   with pytest.raises(ValueError, match="ood_scores"):
-    evaluators.EvalOptions(ood_scores=("energy",))
+    eval_options(ood_scores=("energy",))
+  with pytest.raises(ValueError, match="focus_detection evaluator needs"):
+    evaluators.run_evaluators(["focus_detection"], inputs, str(tmp_path))

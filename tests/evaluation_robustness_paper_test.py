@@ -3,6 +3,7 @@ two-class linear model, whose smallest adversarial perturbation has a closed for
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.evaluation import robustness
 
@@ -85,14 +87,20 @@ def test_noisy_copies_average_the_logits():
                                        noise_std=0.0), linear(params, x), rtol=1e-6)
 
 
+def eval_options(**changes):
+  """`config.eval` of the default config (the one home of the defaults), with `changes`."""
+  return dataclasses.replace(evaluators.EvalOptions.from_config(default.get_config()),
+                             **changes)
+
+
 def test_evaluator_reports_the_protocol(tmp_path):
   params, x, y, _ = problem(2, n=8)
-  options = evaluators.EvalOptions(
+  options = eval_options(
       noise_std=0.03, batch_size=8, robustness_protocol="paper", binary_search_steps=6,
       pgd_steps=10, epsilons={"linf": (0.0, 2 / 255, 8 / 255), "l2": (0.0, 0.5)})
   inputs = evaluators.EvalInputs(apply_fn=linear, params=params, images=x, labels=y,
                                  key=jax.random.key(0), options=options)
-  out = evaluators.evaluate_robustness(inputs, str(tmp_path))
+  out = evaluators.robustness.evaluate(inputs, str(tmp_path))
   assert out["protocol"] == "paper"
   linf, l2 = out["linf"], out["l2"]
   assert linf["attack_noise_std"] == 0.03 and linf["noise_copies"] == 5
@@ -107,20 +115,20 @@ def test_evaluator_reports_the_protocol(tmp_path):
   for rel in out["plots"].values():
     assert os.path.getsize(os.path.join(str(tmp_path), rel)) > 1000
   with pytest.raises(ValueError, match="robustness_protocol"):
-    evaluators.EvalOptions(robustness_protocol="foolbox")
+    eval_options(robustness_protocol="foolbox")
 
 
 def test_evaluator_without_refinement_attacks_one_clean_copy_under_l2(tmp_path):
   params, x, y, _ = problem(2, n=4)
-  options = evaluators.EvalOptions(
+  options = eval_options(
       noise_std=0.03, batch_size=4, robustness_protocol="paper", binary_search_steps=2,
       pgd_steps=2, robustness_norms=("l2",), refine_steps=0)
   inputs = evaluators.EvalInputs(apply_fn=linear, params=params, images=x, labels=y,
                                  key=jax.random.key(0), options=options)
-  out = evaluators.evaluate_robustness(inputs, str(tmp_path))
+  out = evaluators.robustness.evaluate(inputs, str(tmp_path))
   assert out["l2"]["noise_copies"] == 1 and out["l2"]["refine_steps"] == 0
   with pytest.raises(ValueError, match="refine_steps"):
-    evaluators.EvalOptions(refine_steps=-1)
+    eval_options(refine_steps=-1)
 
 
 # --------------------------------------------------------- the reference's refinement step --

@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import cifar10_baseline
 from configs import cifar10_ngebm
 from configs import cifar10_sgld
-from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax import models
 from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
@@ -35,7 +35,7 @@ def _exported_step(objective_name: str, dtype: str) -> export.Exported:
   config.sgld.unroll = 1
   config.sgld.buffer_size = 64  # the buffer's size changes no instruction of the step
   mesh = spmd.make_mesh(jax.devices()[:1])
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   objective = objective_registry.make_objective(config, fns)
   o = config.optimizer
   optimizer = make_optimizer(o.learning_rate, o.warmup_steps, b1=o.b1, b2=o.b2)

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 
 from configs import benchmark_tiny
+from ngebm_jax import models
 from ngebm_jax import objectives
-from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import objective_registry
 
 
@@ -13,7 +13,7 @@ def test_ngebm_penalty_fraction_reaches_the_loss():
   config = benchmark_tiny.get_config()
   config.objective = "ngebm"
   config.ngebm.penalty_fraction = 0.25
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
            "label": rng.integers(0, 10, 8).astype(np.int32)}

@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from ngebm_jax.data import ood
+from ngebm_jax.data import ood_data
 from ngebm_jax.data import prepare
 from ngebm_jax.data import tfds_sources
 from ngebm_jax.data.prepare import ArchiveError
@@ -101,7 +101,7 @@ def test_records_hold_the_official_files_contents(prepared, files):
 
 
 def test_evaluation_reads_it_as_a_32x32_ood_set(prepared, files):
-  source = ood.ood_source("celeba", prepared)
+  source = ood_data.ood_source("celeba", prepared)
   raw = tfds.data_source("celeb_a", split="test", data_dir=prepared)
   assert len(source) == 3
   for i in range(3):
@@ -109,7 +109,7 @@ def test_evaluation_reads_it_as_a_32x32_ood_set(prepared, files):
     assert item["image"].shape == (32, 32, 3) and item["label"] == tfds_sources.NO_LABEL
     np.testing.assert_array_equal(item["image"], tfds_sources.center_crop_resize(raw[i]["image"]))
   # As experiments.evaluate loads it (strict: a missing set would raise).
-  loaded = ood.load_eval_data("cifar10", prepared, ood_names=("celeba",), strict=True)
+  loaded = ood_data.read_test_and_ood("cifar10", prepared, ood_names=("celeba",), strict=True)
   assert list(loaded["ood"]) == ["celeba"] and loaded["ood"]["celeba"].shape == (3, 32, 32, 3)
   assert not loaded["ood_missing"]
 

@@ -17,7 +17,7 @@ import ngebm_jax as ng
 from configs import benchmark_tiny
 from ngebm_jax.benchmarking import pytorch_peer
 from ngebm_jax.benchmarking import step_programs
-from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax import models
 
 TORCH_PYTHON = os.environ.get("NGEBM_JAX_TORCH_PYTHON") or sys.executable
 needs_torch = pytest.mark.skipif(
@@ -34,7 +34,7 @@ def _setup(model: str, batch_size: int = 8):
   config.sgld.num_steps = 2
   variants, _ = step_programs.make_variants(config, ["baseline", "ngebm", "sgld"],
                                             sgld_steps=[2])
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype(np.float32),
            "image_unlabelled": rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype(np.float32),

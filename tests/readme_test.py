@@ -225,10 +225,11 @@ def _check_report_names_missing_ood_sets(output: str) -> None:
   results = reporting.read_json(os.path.join(output, "results.json"))
   report = open(os.path.join(output, "report.md")).read()
   assert "## OOD sets" in report
-  for run, figures in results.items():
-    for name, command in figures["meta"]["ood_missing"].items():
+  for run, record in results["runs"].items():
+    meta = record["evaluation"]["meta"]
+    for name, command in meta["ood_missing"].items():
       assert f"Not prepared, left out: {name} (`{command}`)" in report, (run, name)
-    for name in figures["meta"]["ood_sets"]:
+    for name in meta["ood_sets"]:
       assert name in report
 
 

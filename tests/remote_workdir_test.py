@@ -145,6 +145,6 @@ def test_report_is_written_to_the_uri(fake_gcs):
   assert written["report_md"] == "gs://bucket/report/report.md"
   text = epath.Path(written["report_md"]).read_text()
   assert "evaluated on interp" in text and "Not prepared, left out: svhn" in text
-  assert reporting.read_json("gs://bucket/report/results.json")["run"]["classification"][
-      "accuracy"] == 0.5
+  record = reporting.read_json("gs://bucket/report/results.json")["runs"]["run"]
+  assert record["accuracy"] == record["evaluation"]["classification"]["accuracy"] == 0.5
   assert epath.Path("gs://bucket/report/robustness_linf.png").read_bytes()[:4] == b"\x89PNG"

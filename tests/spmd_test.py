@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from configs import benchmark_tiny
+from ngebm_jax import models
 from ngebm_jax import sgld
-from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
@@ -88,7 +88,7 @@ def test_sgld_step_updates_the_replay_buffer_in_place():
   config.sgld.num_steps = 1
   config.sgld.buffer_size = 2048
   mesh = spmd.make_mesh(jax.devices()[:1])
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   objective = objective_registry.make_objective(config, fns)
   optimizer = optax.adam(1e-3)
   state = loop.init_train_state(config, objective, params, optimizer, (32, 32, 3), mesh)
@@ -147,7 +147,7 @@ def test_train_step_all_reduces_the_gradients_once(objective):
   config.ngebm.penalty_fraction = 0.5 if objective.endswith("_fraction") else 1.0
   config.sgld.num_steps = 2
   mesh = spmd.make_mesh(jax.devices()[:4])
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   obj = objective_registry.make_objective(config, fns)
   optimizer = optax.adam(1e-3)
   state = loop.init_train_state(config, obj, params, optimizer, (32, 32, 3), mesh)

@@ -27,7 +27,7 @@ from ngebm_jax import data as data_lib
 from ngebm_jax.data.prepare import cifar
 from ngebm_jax.data.prepare import svhn
 from ngebm_jax.data import prepare
-from ngebm_jax.data import ood
+from ngebm_jax.data import ood_data
 from ngebm_jax.data import pipeline
 from ngebm_jax.data import tfds_sources
 from ngebm_jax.data.prepare import ArchiveError
@@ -475,7 +475,7 @@ def eval_dir(tmp_path, svhn_dir, cifar_data):
 
 
 def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
-  sets, missing = ood.ood_sources("cifar10", eval_dir)  # celeba is not prepared
+  sets, missing = ood_data.ood_sources("cifar10", eval_dir)  # celeba is not prepared
   assert sorted(sets) == ["cifar100", "svhn"]
   assert missing == {"celeba": "python -m experiments.prepare_data --dataset=celeb_a "
                                f"--data_dir={eval_dir} --archive=img_align_celeba.zip "
@@ -489,31 +489,31 @@ def test_ood_sources_keep_the_prepared_sets_and_name_the_others(eval_dir):
     assert set(item) == {"image", "label"} and item["label"] == tfds_sources.NO_LABEL
     assert item["image"].dtype == np.uint8 and item["image"].shape == (32, 32, 3)
   with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
-    ood.ood_sources("cifar10", eval_dir, strict=True)
-  sets, missing = ood.ood_sources("cifar100", eval_dir)  # CIFAR-10 is missing for this model
+    ood_data.ood_sources("cifar10", eval_dir, strict=True)
+  sets, missing = ood_data.ood_sources("cifar100", eval_dir)  # CIFAR-10 is missing for this model
   assert sorted(sets) == ["svhn"] and sorted(missing) == ["celeba", "cifar10"]
   assert missing["cifar10"] == ("python -m experiments.prepare_data --dataset=cifar10 "
                                 f"--data_dir={eval_dir} --archive=cifar-10-python.tar.gz")
-  sets, missing = ood.ood_sources("cifar10", eval_dir, names=["svhn", "interp"])
+  sets, missing = ood_data.ood_sources("cifar10", eval_dir, names=["svhn", "interp"])
   assert list(sets) == ["svhn"] and not missing
   with pytest.raises(ValueError, match="unknown OOD sets"):
-    ood.ood_sources("cifar10", eval_dir, names=["mnist"])
+    ood_data.ood_sources("cifar10", eval_dir, names=["mnist"])
   with pytest.raises(ValueError, match="in-distribution"):
-    ood.ood_sources("cifar10", eval_dir, names=["cifar10"])
+    ood_data.ood_sources("cifar10", eval_dir, names=["cifar10"])
   with pytest.raises(ValueError, match="unknown OOD set"):
-    ood.ood_source("mnist", eval_dir)
-  assert ood.prepare_command("svhn", "/d") == (
+    ood_data.ood_source("mnist", eval_dir)
+  assert ood_data.prepare_command("svhn", "/d") == (
       "python -m experiments.prepare_data --dataset=svhn_cropped --data_dir=/d "
       "--archive=train_32x32.mat --archive=test_32x32.mat")
 
 
 def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   with pytest.raises(DatasetNotPreparedError, match="--dataset=cifar10 "):
-    ood.load_eval_data("cifar10", eval_dir)  # the in-distribution set is missing
+    ood_data.read_test_and_ood("cifar10", eval_dir)  # the in-distribution set is missing
   data, names = cifar_data["cifar10"]
   archive = write_cifar10_binary(tmp_path / "c10.tar.gz", data, names)
   prepare.prepare_from_archives("cifar10", eval_dir, [archive])
-  loaded = ood.load_eval_data("cifar10", eval_dir, max_examples=12, seed=5)
+  loaded = ood_data.read_test_and_ood("cifar10", eval_dir, max_examples=12, seed=5)
   images, labels = loaded["test"]
   assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
   raw = tfds.data_source("cifar10", split="test", data_dir=os.fspath(eval_dir))
@@ -526,16 +526,18 @@ def test_load_eval_data(eval_dir, tmp_path, cifar_data):
   np.testing.assert_array_equal(loaded["ood"]["svhn"][3],
                                 tfds.data_source("svhn_cropped", split="test",
                                                  data_dir=os.fspath(eval_dir))[3]["image"])
-  for key in ood.SYNTHETIC_OOD:
+  for key in ood_data.SYNTHETIC_OOD:
     np.testing.assert_array_equal(loaded["ood"][key],
-                                  ood.synthetic_ood(images, seed=5)[key])
-  everything = ood.load_eval_data("cifar10", eval_dir)
+                                  ood_data.synthetic_ood(images, seed=5)[key])
+  everything = ood_data.read_test_and_ood("cifar10", eval_dir)
   assert len(everything["test"][0]) == NUM_TEST and len(everything["ood"]["svhn"]) == 30
-  chosen = ood.load_eval_data("cifar10", eval_dir, ood_names=("interp", "svhn", "celeba"))
+  chosen = ood_data.read_test_and_ood("cifar10", eval_dir,
+                                      ood_names=("interp", "svhn", "celeba"))
   assert list(chosen["ood"]) == ["interp", "svhn"] and list(chosen["ood_missing"]) == ["celeba"]
   with pytest.raises(DatasetNotPreparedError, match="--dataset=celeb_a"):
-    ood.load_eval_data("cifar10", eval_dir, ood_names=("svhn", "celeba"), strict=True)
-  assert ood.load_eval_data("cifar10", eval_dir, ood_names=())["ood"] == {}
+    ood_data.read_test_and_ood("cifar10", eval_dir, ood_names=("svhn", "celeba"),
+                               strict=True)
+  assert ood_data.read_test_and_ood("cifar10", eval_dir, ood_names=())["ood"] == {}
 
 
 def _face(colour) -> np.ndarray:
@@ -580,7 +582,7 @@ def _prepare_fake_celeb_a(data_dir, colours) -> None:
 def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   colours = [(0, 0, 200), (0, 180, 0), (90, 90, 90)]
   _prepare_fake_celeb_a(tmp_path, colours)
-  source = ood.ood_source("celeba", tmp_path)
+  source = ood_data.ood_source("celeba", tmp_path)
   assert len(source) == 3
   for i in range(3):
     item = source[i]
@@ -593,7 +595,7 @@ def test_celeba_ood_source_is_center_cropped_to_32(tmp_path):
   for i in range(3):
     image = source[i]["image"].astype(np.int32)
     assert np.abs(image - image[16, 16]).max() <= 16
-  sets, missing = ood.ood_sources("cifar10", tmp_path, names=["celeba"])
+  sets, missing = ood_data.ood_sources("cifar10", tmp_path, names=["celeba"])
   assert list(sets) == ["celeba"] and not missing
 
 
@@ -620,14 +622,14 @@ def _round_half_to_even(total):
 
 def test_synthetic_ood():
   images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-  sets = ood.synthetic_ood(images, seed=3, num_examples=50)
+  sets = ood_data.synthetic_ood(images, seed=3, num_examples=50)
   assert sorted(sets) == ["constant", "interp", "uniform"]
   for value in sets.values():
     assert value.dtype == np.uint8 and value.shape == (50, 32, 32, 3)
-  again = ood.synthetic_ood(images, seed=3, num_examples=50)
+  again = ood_data.synthetic_ood(images, seed=3, num_examples=50)
   for key in sets:
     np.testing.assert_array_equal(sets[key], again[key])
-  assert not np.array_equal(ood.synthetic_ood(images, seed=4)["uniform"][:8],
+  assert not np.array_equal(ood_data.synthetic_ood(images, seed=4)["uniform"][:8],
                             sets["uniform"][:8])
   # interp: every image is the mean of two distinct inputs, halves to even (brute force).
   wide = images.astype(np.int32)
@@ -645,6 +647,6 @@ def test_synthetic_ood():
   uniform = sets["uniform"]
   assert uniform.min() == 0 and uniform.max() == 255 and abs(uniform.mean() - 127.5) < 2
   with pytest.raises(ValueError, match="at least 2"):
-    ood.synthetic_ood(images[:1], seed=0)
+    ood_data.synthetic_ood(images[:1], seed=0)
   with pytest.raises(ValueError, match="uint8"):
-    ood.synthetic_ood(images.astype(np.float32), seed=0)
+    ood_data.synthetic_ood(images.astype(np.float32), seed=0)

@@ -11,6 +11,8 @@ import pytest
 from configs import smoke
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
+from ngebm_jax import models
+from ngebm_jax import reporting
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import inference
 from ngebm_jax.workflows import evaluate_runs
@@ -30,7 +32,7 @@ def _smoke_config(**overrides):
 
 
 def _run_steps(config, devices, batches, *, use_pmap=False):
-  fns, params = ckpt_lib.model_from_config(config, 10)
+  fns, params = models.from_config(config, 10)
   objective = objective_registry.make_objective(config, fns)
   optimizer = make_optimizer(1e-3, 2)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -68,9 +70,14 @@ def test_data_parallel_step_equals_single_device(objective):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
-def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
+def test_smoke_train_and_evaluate_writes_its_files(tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
-  results = train_and_evaluate.train_and_evaluate(_smoke_config(), workdir)
+  # The best parameters go from training to evaluation in memory, never read back from disk.
+  with monkeypatch.context() as patch:
+    def no_reading(*args, **kwargs):
+      raise AssertionError("train_and_evaluate read the best parameters back from disk")
+    patch.setattr(ckpt_lib.Checkpoints, "restore_best_params", no_reading)
+    results = train_and_evaluate.train_and_evaluate(_smoke_config(), workdir)
   for name in ("config.json", "metrics.jsonl", "results.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "checkpoints"))
@@ -78,6 +85,11 @@ def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   with open(os.path.join(workdir, "results.json")) as f:
     written = json.load(f)
   assert written == results  # the JSON file holds exactly what the workflow returned
+  assert written["schema"] == 1 and written["best_step"] in (10, 20)
+  assert written["evaluation"]["meta"]["best_step"] == written["best_step"]
+  # The same entry on the parameters read from disk (experiments.evaluate) gives every figure.
+  again = evaluate_runs.evaluate_workdir(workdir, str(tmp_path / "again"))
+  assert json.loads(json.dumps(reporting.to_jsonable(again))) == written["evaluation"]
   assert 0 <= written["accuracy"] <= 1 and 0 <= written["ece"] <= 1 and written["nll"] > 0
   assert written["num_examples"] == 128
   _check_calibration_against_references(workdir, written)
@@ -91,7 +103,7 @@ def test_smoke_train_and_evaluate_writes_its_files(tmp_path):
   config, fns, params = ckpt_lib.load_run(workdir)
   assert config.objective == "ngebm"
   assert jax.tree.structure(params) == jax.tree.structure(
-      ckpt_lib.model_from_config(config, 10)[1])
+      models.from_config(config, 10)[1])
 
 
 def _check_calibration_against_references(workdir, written):

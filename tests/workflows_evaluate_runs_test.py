@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from configs import smoke
+from ngebm_jax import models
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.training import checkpoints as ckpt_lib
@@ -24,7 +27,7 @@ def make_workdir(path, objective):
   config.dataset.num_test = 32
   os.makedirs(path)
   ckpt_lib.save_config(path, config)
-  _, params = ckpt_lib.model_from_config(config, 10)
+  _, params = models.from_config(config, 10)
   ckpts = ckpt_lib.Checkpoints(path, use_async=False)
   ckpts.save_best(10, params, {"val/accuracy": 0.1})
   ckpts.wait()
@@ -43,8 +46,8 @@ def test_program_writes_the_report(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
     results = json.load(f)
-  assert list(results) == ["ngebm run"]
-  r = results["ngebm run"]
+  assert results["schema"] == 1 and list(results["runs"]) == ["ngebm run"]
+  r = results["runs"]["ngebm run"]["evaluation"]
   assert set(r) == {"meta", "classification", "calibration", "ood", "robustness"}
   assert r["meta"]["objective"] == "ngebm" and r["meta"]["best_step"] == 10
   assert r["meta"]["options"]["pgd_steps"] == 2 and r["meta"]["options"]["noise_std"] == 0
@@ -64,12 +67,17 @@ def test_program_writes_the_report(tmp_path):
 def test_run_names_and_options():
   assert evaluate_runs.run_names(["a/x", "b/x/", "y"]) == ["x", "x_2", "y"]
   config = smoke.get_config()
-  options = evaluate_runs.eval_options(config, dict(pgd_steps=3, epsilons_l2=[0, 1]))
+  changed = evaluate_runs.with_overrides(
+      config, dict(pgd_steps=7, epsilons_l2=[0, 1], noise_std=0.0, data_dir="/data"))
+  options = evaluators.EvalOptions.from_config(changed)
   # Overrides win; every other setting comes from the run's config.eval.
-  assert options.pgd_steps == 3 and options.epsilons == {
+  assert options.pgd_steps == 7 and options.epsilons == {
       "l2": (0.0, 1.0), "linf": tuple(config.eval.epsilons_linf)}
-  assert options.noise_std == config.dataset.noise_std
+  assert options.noise_std == 0.0 and changed.dataset.data_dir == "/data"
   assert options.batch_size == config.eval.batch_size
+  assert config.eval.pgd_steps != 7  # the run's config is left as it was
+  with pytest.raises(ValueError, match="unknown evaluation settings"):
+    evaluate_runs.with_overrides(config, dict(pgd_step=3))
 
 
 def test_max_examples_caps_the_attacked_images_and_the_plan_says_so(tmp_path):
@@ -86,7 +94,7 @@ def test_max_examples_caps_the_attacked_images_and_the_plan_says_so(tmp_path):
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)
   ckpt_lib.save_config(workdir, config)
-  _, params = ckpt_lib.model_from_config(config, 10)
+  _, params = models.from_config(config, 10)
   ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
   ckpts.save_best(1, params, {"val/accuracy": 0.1})
   ckpts.wait()
@@ -101,9 +109,10 @@ def test_max_examples_caps_the_attacked_images_and_the_plan_says_so(tmp_path):
   # A smaller robustness_num_examples caps the attack further.
   inputs = evaluators.EvalInputs(
       apply_fn=None, params=None, images=np.zeros((6, 32, 32, 3), np.float32),
-      labels=np.zeros(6, np.int32), key=None, options=evaluators.EvalOptions(
-          robustness_num_examples=3, robustness_protocol="paper"))
+      labels=np.zeros(6, np.int32), key=None, options=dataclasses.replace(
+          evaluators.EvalOptions.from_config(config), robustness_num_examples=3,
+          robustness_protocol="paper"))
   plan = evaluators.evaluation_plan(["robustness"], inputs)["robustness"]
-  assert plan["images"] == evaluators.attacked_examples(inputs) == 3
+  assert plan["images"] == evaluators.robustness.attacked_examples(inputs) == 3
   assert plan["max_tries"] == 40 and plan["refine_steps"] == 1
   assert "3 images" in evaluators.describe_plan({"robustness": plan})

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from configs import smoke
+from ngebm_jax import models
 from ngebm_jax.workflows import salience_study as program
 from ngebm_jax.training import checkpoints as ckpt_lib
 
@@ -22,7 +23,7 @@ def _fake_run(workdir: str, *, seed: int, objective: str = "baseline") -> str:
   config.dataset.num_test = 20
   os.makedirs(workdir)
   ckpt_lib.save_config(workdir, config)
-  _, params = ckpt_lib.model_from_config(config, 10)
+  _, params = models.from_config(config, 10)
   ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
   try:
     ckpts.save_best(0, params, {"accuracy": 0.0})

@@ -2,7 +2,7 @@
 
 Objectives converge at different speeds per step, so step times alone do not say which reaches
 a given accuracy first. `time_to_accuracy` trains a compiled step program (`step_programs`) on
-the trainer's own input pipeline and validates with the trainer's own `loop.Validator`; the
+the trainer's own input pipeline and validates with the trainer's `validation.Validator`; the
 clock runs over training steps only (input pipeline included, compilation and validation
 excluded). (`loop.train`'s logged `step_time_s` also counts evaluation and checkpoint writes,
 which would blur a comparison between objectives of different step costs.)
@@ -23,6 +23,7 @@ from absl import logging
 
 from ngebm_jax import _checks
 from ngebm_jax.benchmarking.step_programs import StepProgram
+from ngebm_jax.evaluation import validation
 from ngebm_jax.training import loop
 
 
@@ -55,7 +56,8 @@ def time_to_accuracy(program: StepProgram, config, sources: dict, mesh, *,
   _checks.check_positive_int(eval_every, "eval_every")
   if budget_s is not None and budget_s <= 0:
     raise ValueError(f"budget_s must be > 0 or None; got {budget_s}.")
-  validate = loop.Validator(config, program.model_fns.apply_fn, sources["validation"], mesh)
+  validate = validation.Validator(config, program.model_fns.apply_fn, sources["validation"],
+                                  mesh)
   train_iter = loop.train_iterator(config, sources["train"], mesh)
   state = program.init_state()
   train_s, step, curve, nonfinite = 0.0, 0, [], 0

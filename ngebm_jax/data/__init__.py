@@ -121,9 +121,9 @@ def load_eval_data(config, *, ood_sets: Sequence[str] | None = None, strict: boo
     if ood_sets is not None:
       data["ood"] = {k: data["ood"][k] for k in ood_sets}
     return {**data, "ood_missing": {}}
-  from ngebm_jax.data import ood  # pylint: disable=g-import-not-at-top
-  return ood.load_eval_data(info.name, config.dataset.data_dir, max_examples=max_examples,
-                            ood_names=ood_sets, strict=strict)
+  from ngebm_jax.data import ood_data  # pylint: disable=g-import-not-at-top
+  return ood_data.read_test_and_ood(info.name, config.dataset.data_dir,
+                                    max_examples=max_examples, ood_names=ood_sets, strict=strict)
 
 
 __all__ = ["ArraySource", "DatasetInfo", "PipelineOptions", "dataset_info", "get_sources",

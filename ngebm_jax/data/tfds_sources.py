@@ -6,7 +6,7 @@ What the recipe needs (docs/method.rst, "The training recipe"):
   from TFDS's `train`) / test 10,000; `num_train=N` keeps the first N training examples.
 - `load_source`, `require_prepared`: a prepared split, or an error that says how to prepare it.
 - `ImageLabelSource`: the view every source is exposed through; the OOD sets built on it are in
-  `ngebm_jax.data.ood`.
+  `ngebm_jax.data.ood_data`.
 
 Every source returned here is random access (`len(s)`, `s[i]`) and yields exactly
 `{"image": uint8 [32, 32, 3], "label": int}`, the form the grain pipeline takes; OOD sets carry

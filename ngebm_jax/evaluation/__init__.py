@@ -11,7 +11,13 @@ Modules:
   robustness: PGD L-inf / L2 attacks, robust_accuracy (fixed epsilons) and minimal_epsilons
     (the NG-EBM code's protocol: smallest successful epsilon by foolbox 1.8's search).
   plots: reliability diagram, OOD histograms, ROC and robustness curves (PNG files).
-  evaluators: EvalInputs, EvalOptions, the EVALUATORS registry and run_evaluators.
+  inputs: EvalOptions (read from config.eval), EvalInputs, the logits the evaluators share.
+  evaluators: the EVALUATORS registry and run_evaluators; one module per evaluator
+    (classification, calibration, ood, robustness, focus_detection).
+  entry: the one evaluation entry, `evaluate(config, model, params, data, output_dir)`.
+  validation: the Validator training validates with (the classification and calibration
+    evaluators).
+  results: the one schema of results.json (a run's record; a report of runs).
   report: write_report (results.json and report.md).
   inference: the one batched, noisy prediction path (validation, test, OOD, PGD, salience).
   focus_task: detection AUROC and CAM statistics on the authentic-vs-generated task.
@@ -47,9 +53,11 @@ from ngebm_jax.evaluation.robustness import robust_accuracy
 # Heavier names, imported on first access (PEP 562).
 _LAZY = {
     "EVALUATORS": "evaluators",
-    "EvalInputs": "evaluators",
-    "EvalOptions": "evaluators",
+    "EvalInputs": "inputs",
+    "EvalOptions": "inputs",
     "run_evaluators": "evaluators",
+    "evaluate": "entry",
+    "read_eval_data": "entry",
     "fit_temperature": "temperature",
     "write_report": "report",
 }
@@ -65,8 +73,8 @@ def __getattr__(name):
 __all__ = [
     "DEFAULT_EPSILONS", "EVALUATORS", "EvalInputs", "EvalOptions", "SCORE_NAMES",
     "STANDARD_EPSILONS", "accuracy", "brier_score", "calibration_bins", "calibration_figures",
-    "confidence_gap", "expected_calibration_error", "fit_temperature", "fpr_at_tpr",
+    "confidence_gap", "evaluate", "expected_calibration_error", "fit_temperature", "fpr_at_tpr",
     "make_pgd_attack", "make_score_fn", "minimal_epsilons", "negative_log_likelihood",
-    "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy", "run_evaluators",
-    "write_report",
+    "ood_metrics", "ood_scores", "pgd_attack", "robust_accuracy", "read_eval_data",
+    "run_evaluators", "write_report",
 ]

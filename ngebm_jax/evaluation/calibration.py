@@ -244,7 +244,7 @@ def confidence_gap(probs: Any, labels: Any) -> float:
 
 # The variant of ECE behind NG-EBM's published ratios (its code's `calibration()`): 20 bins,
 # each bin's accuracy compared with the bin centre. The inputs are clean (no test-time noise):
-# that part is the caller's (see `evaluators.evaluate_calibration`).
+# that part is the caller's (see `evaluators.calibration.evaluate`).
 PAPER_NUM_BINS = 20
 
 

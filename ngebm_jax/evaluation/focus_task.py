@@ -58,11 +58,20 @@ def _cam_fn(model_fns):
 
 
 def evaluate_split(model_fns, params, arrays: dict, *, batch_size: int) -> dict:
-  """AUROC and CAM statistics of one split (a `focus_task` dict of arrays)."""
+  """AUROC and CAM statistics of one split (a `focus_task` dict of arrays, uint8 images)."""
+  return split_figures(model_fns, params, to_model_space(arrays["image"]), arrays,
+                       batch_size=batch_size)
+
+
+def split_figures(model_fns, params, images: np.ndarray, arrays: dict, *,
+                  batch_size: int) -> dict:
+  """`evaluate_split` of `images` in model space (`[N, H, W, C]` in [-1, 1]), with the split's
+  `label`, `human_map`, `artifact_mask` and `kind` in `arrays` (the registered evaluator's
+  entry: `ngebm_jax.evaluation.evaluators.focus_detection`)."""
   fn = _cam_fn(model_fns)
   logits, entropy, human_mse, cam_generated = batched(
-      lambda x, y, h: fn(params, to_model_space(x), y, h), arrays["image"], arrays["label"],
-      arrays["human_map"], batch_size=batch_size)
+      lambda x, y, h: fn(params, x, y, h), images, arrays["label"], arrays["human_map"],
+      batch_size=batch_size)
   labels, kinds = arrays["label"], arrays["kind"]
   score = logits[:, 1].astype(np.float64) - logits[:, 0]
   generated = labels == 1

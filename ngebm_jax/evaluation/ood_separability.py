@@ -142,7 +142,7 @@ def separability(test_images, ood_sets: Mapping[str, np.ndarray], *, seed: int =
     seed: seeds the input noise and the folds.
     noise_std: the evaluator's input noise (`config.dataset.noise_std`, 0.03 in the recipe).
     noise_variance: {set: multiple of the noise variance it gets}, as
-      `ngebm_jax.data.ood.TEST_NOISE_VARIANCE` ("interp": 1.5); others 1.
+      `ngebm_jax.data.ood_data.TEST_NOISE_VARIANCE` ("interp": 1.5); others 1.
     folds: cross-validation folds of the classifier.
 
   Returns:

@@ -1,7 +1,8 @@
 """The evaluation report: `results.json` with every figure, and `report.md` side by side.
 
-Input: `results`, a dict run name -> that run's figures, as `evaluators.run_evaluators` returns
-them, plus an optional `"meta"` dict (`dataset`, `objective`, `model`, `step`, `workdir`, ...).
+Input: `results`, a dict run name -> that run's figures, as `entry.evaluate` returns them
+(evaluator name -> figures, plus `"meta"`: `dataset`, `objective`, `model`, `workdir`, ...).
+`results.json` holds each run's record (`ngebm_jax.evaluation.results`, docs/results.rst).
 A run's plots live in `run_subdir(run_name)` under the report folder; their paths in the figures
 are relative to that subfolder.
 
@@ -25,6 +26,7 @@ from typing import Any, Mapping, Sequence
 from ngebm_jax import reporting
 from ngebm_jax.evaluation import ood
 from ngebm_jax.evaluation import plots
+from ngebm_jax.evaluation import results as results_lib
 from ngebm_jax.evaluation import robustness
 
 _JEM = "JEM Table 3 (in HybViT, arXiv 2208.07791, Tables 3, 11)"
@@ -172,7 +174,7 @@ def _calibration_section(results: Mapping[str, Mapping], reliability_plot: str |
     if cal.get("temperature") is not None:
       columns.append((f"{run} + TS", cal, "_ts"))
   rows = []
-  for label, key, fmt in _calibration_rows(first.get("num_bins", 20), first.get("noise_std")):
+  for label, key, fmt in _calibration_rows(first["num_bins"], first["noise_std"]):
     # Dividing the logits by T keeps every prediction: the accuracy is the same with TS.
     rows.append([label] + [fmt(cal.get(key if key == "accuracy" else key + suffix))
                            for _, cal, suffix in columns])
@@ -371,15 +373,17 @@ def write_report(results: Mapping[str, Mapping], output_dir: str, *,
       demo's calibration against training steps).
 
   Returns:
-    dict with the paths written: `results_json`, `report_md`, `reliability` (all runs, before
-    and after temperature scaling) and `robustness_<norm>` plots.
+    dict with the paths written: `results_json` (`{"schema": 1, "runs": {run: record}}`),
+    `report_md`, `reliability` (all runs, before and after temperature scaling) and
+    `robustness_<norm>` plots.
   """
   if not results:
     raise ValueError("results is empty: evaluate at least one run.")
   output_dir = os.fspath(output_dir)
   written = {}
   json_path = os.path.join(output_dir, "results.json")
-  reporting.write_json(json_path, results)
+  reporting.write_json(json_path, results_lib.report_file(
+      {run: results_lib.run_record(figures) for run, figures in results.items()}))
   written["results_json"] = json_path
 
   curve_plots = {}

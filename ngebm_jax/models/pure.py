@@ -84,6 +84,23 @@ def create_model(name: str, *, num_classes: int, key: jax.Array, dtype=jnp.float
   return fns[0], params
 
 
+# The computation dtypes `config.model.dtype` names.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def from_config(config, num_classes: int) -> tuple[ModelFns, Params]:
+  """`create_model` of `config.model`, parameters initialized from `config.seed`.
+
+  Each architecture reads its own fields of `config.model` (a small CNN has no depth).
+  """
+  m = config.model
+  if m.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}; got {m.dtype!r}.")
+  kwargs = {k: m[k] for k in model_arguments(m.name)}
+  return create_model(m.name, num_classes=num_classes, key=jax.random.key(config.seed),
+                      dtype=DTYPES[m.dtype], **kwargs)
+
+
 @functools.lru_cache(maxsize=16)
 def _initializer(name, num_classes, dtype, kwargs):
   """A jitted `key -> params` for one model configuration, and (once traced) its `ModelFns`.

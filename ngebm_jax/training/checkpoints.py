@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -278,25 +277,23 @@ def load_run(workdir: str | os.PathLike):
     `(config, model_fns, params)`: the run's config, its model's pure functions
     (`ngebm_jax.models.ModelFns`) and the best parameters (by validation accuracy).
   """
+  return load_best(workdir)[:3]
+
+
+def load_best(workdir: str | os.PathLike):
+  """`load_run`, and `{"best_step", "best_metrics"}` of the best checkpoint, opened once."""
   config = load_config(workdir)
   from ngebm_jax.data import dataset_info  # pylint: disable=g-import-not-at-top
   info = dataset_info(config)
-  fns, params = model_from_config(config, info.num_classes)
+  fns, params = models.from_config(config, info.num_classes)
   ckpts = Checkpoints(workdir, use_async=False)
   try:
-    params, _ = ckpts.restore_best_params(params)
+    params, step = ckpts.restore_best_params(params)
+    best = dict(best_step=step, best_metrics=ckpts.best_metrics() or {})
   finally:
     ckpts.close()
-  return config, fns, params
+  return config, fns, params, best
 
 
-def model_from_config(config, num_classes: int):
-  """`(model_fns, params)` of `config.model`, parameters initialized from `config.seed`."""
-  m = config.model
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if m.dtype not in dtypes:
-    raise ValueError(f"config.model.dtype must be one of {sorted(dtypes)}; got {m.dtype!r}.")
-  # Each architecture reads its own fields of config.model (a small CNN has no depth).
-  kwargs = {k: m[k] for k in models.model_arguments(m.name)}
-  return models.create_model(m.name, num_classes=num_classes, key=jax.random.key(config.seed),
-                             dtype=dtypes[m.dtype], **kwargs)
+# Model building is `models.from_config`; this name stays for the trainer and benchmark code.
+model_from_config = models.from_config

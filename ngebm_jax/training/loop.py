@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 from absl import logging
 
 from ngebm_jax import config_validation
@@ -33,8 +33,7 @@ from ngebm_jax import data as data_lib
 from ngebm_jax import models
 from ngebm_jax.data import device_input
 from ngebm_jax.data import pipeline
-from ngebm_jax.evaluation import calibration
-from ngebm_jax.evaluation import inference
+from ngebm_jax.evaluation import validation
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import divergence
 from ngebm_jax.training import objective_registry
@@ -69,6 +68,13 @@ class TrainResult:
   resumed_from_step: int | None
   skipped_nonfinite_steps: int
   restarts: int = 0  # restarts after divergence, over the whole run (config.max_restarts)
+  # In memory, for the evaluation that follows: the model, the best parameters this call saw
+  # (None when the best step was saved before a resume: read them from best/), their
+  # validation metrics, and the validation split `(images, labels)` training read.
+  model: Any = dataclasses.field(default=None, repr=False)
+  best_params: Any = dataclasses.field(default=None, repr=False)
+  best_metrics: dict | None = None
+  validation: Any = dataclasses.field(default=None, repr=False)
 
 
 def _check_writable(workdir) -> None:
@@ -138,33 +144,6 @@ def init_train_state(config, objective, params, optimizer, image_shape, mesh) ->
   return spmd.put_state(state, mesh)
 
 
-class Validator:
-  """Validation accuracy, NLL and ECE on the evaluation path (`ngebm_jax.evaluation.inference`).
-
-  The split is read once; its test-time noise is the evaluation's own (per-example keys from
-  `inference.noise_key(config.eval.seed, "validation")`), so the accuracy that picks the best
-  checkpoint is the one `experiments.evaluate --split=validation` reports for it.
-  """
-
-  def __init__(self, config, apply_fn, source, mesh):
-    images, self.labels = pipeline.read_split(source)
-    self.images = pipeline.to_model_space(images)
-    self.key = inference.noise_key(config.eval.seed, "validation")
-    self.batch_size = config.eval.batch_size
-    self.num_bins = config.eval.num_bins
-    self.step = inference.make_noisy_fn(inference.logits_fn(apply_fn), config.dataset.noise_std,
-                                        mesh)
-
-  def __call__(self, params) -> dict:
-    logits = inference.predict(self.step, params, self.images, self.key,
-                               batch_size=self.batch_size)
-    probs = scipy.special.softmax(np.asarray(logits, np.float64), axis=-1)
-    return {"accuracy": calibration.accuracy(logits, self.labels),
-            "nll": calibration.negative_log_likelihood(logits, self.labels, from_logits=True),
-            "ece": calibration.expected_calibration_error(probs, self.labels,
-                                                          num_bins=self.num_bins)}
-
-
 @dataclasses.dataclass
 class _Run:
   """What a run is made of, built once from its config; it makes the states and data streams."""
@@ -227,6 +206,7 @@ class _Loop:
     self.restarter, self.total = restarter, total
     self.step = int(state.step)
     self.best = run.ckpts.best_metrics()
+    self.best_params = None  # the best parameters this call saw, kept for the evaluation
     self.metrics = step_log.MetricsBuffer(run.config, run.workdir, self.step)
     self.progress = step_log.Progress(run.config, total, self.step)
     self._first = True
@@ -257,6 +237,7 @@ class _Loop:
     if self.best is None or val["accuracy"] > self.best["val_accuracy"]:
       self.best = {"val_accuracy": val["accuracy"], "val_nll": val["nll"], "step": self.step}
       self.run.ckpts.save_best(self.step, self.state.params, self.best)
+      self.best_params = jax.tree.map(jnp.copy, self.state.params)  # the step donates state
 
   def checkpoint(self) -> None:
     self.metrics.fetch()  # a diverged step must raise before its state is saved
@@ -272,14 +253,16 @@ class _Loop:
     self.metrics.restart_clock(self.step)
     self.progress.move_to(self.step)
 
-  def result(self, resumed_from: int | None) -> TrainResult:
+  def result(self, resumed_from: int | None, model) -> TrainResult:
     best = self.best
     return TrainResult(workdir=os.fspath(self.run.workdir), last_step=self.step,
                        best_step=best["step"] if best else None,
                        best_val_accuracy=best["val_accuracy"] if best else None,
                        preempted=self.step < self.total, resumed_from_step=resumed_from,
                        skipped_nonfinite_steps=self.metrics.skipped,
-                       restarts=len(self.restarter.restarts))
+                       restarts=len(self.restarter.restarts), model=model,
+                       best_params=self.best_params, best_metrics=best,
+                       validation=(self.validate_fn.images, self.validate_fn.labels))
 
 
 def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
@@ -314,7 +297,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
   state = restarter.keep_key(state, mesh)
   train_step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
                                     max_abs_loss=config.max_abs_loss)
-  validate = Validator(config, fns.apply_fn, sources["validation"], mesh)
+  validate = validation.Validator(config, fns.apply_fn, sources["validation"], mesh)
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   loop = _Loop(run, state, train_iter, train_step, validate, writer, restarter,
                num_train_steps(config, len(sources["train"])))
@@ -342,4 +325,4 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
     loop.progress.close()
     writer.close()
     run.ckpts.close()
-  return loop.result(resumed_from)
+  return loop.result(resumed_from, fns)

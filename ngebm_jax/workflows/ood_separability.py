@@ -16,7 +16,7 @@ from absl import logging
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
-from ngebm_jax.data import ood as ood_data
+from ngebm_jax.data import ood_data
 from ngebm_jax.evaluation import ood_separability
 
 

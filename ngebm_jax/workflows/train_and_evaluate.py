@@ -1,14 +1,16 @@
-"""`train_and_evaluate`: train a config in a workdir, then measure its best checkpoint on test.
+"""`train_and_evaluate`: train a config in a workdir, then measure its best parameters on test.
 
-Data flows one way: data -> train step -> checkpoints -> evaluators -> `results.json`. The test
-figures come from the evaluate-runs workflow (`evaluate_runs.evaluate_workdir`, the evaluators
-of `config.eval.evaluators`), so `results.json` agrees with the report of
-`experiments.evaluate` for the same checkpoint, and its input noise is the one validation used.
+Data flows one way: data -> train step -> best parameters -> evaluators -> `results.json`.
+Training returns the model, the best parameters and the validation split it read
+(`loop.TrainResult`), and they go, in memory, to the one evaluation entry
+(`ngebm_jax.evaluation.entry.evaluate`, the evaluators of `config.eval.evaluators`), the entry
+`experiments.evaluate` also calls: `results.json` (docs/results.rst) agrees with its report for
+the same checkpoint, and its input noise is the one validation used. The best parameters are
+read back from `best/` only when they were saved before a resume (or by another process).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -18,67 +20,65 @@ from etils import epath
 
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
+from ngebm_jax import models
 from ngebm_jax import reporting
 from ngebm_jax.data import pipeline
 from ngebm_jax.evaluation import calibration
-from ngebm_jax.evaluation import evaluators
+from ngebm_jax.evaluation import entry
+from ngebm_jax.evaluation import results as results_lib
+from ngebm_jax.evaluation.evaluators import calibration as calibration_evaluator
+from ngebm_jax.evaluation.inputs import EvalInputs
+from ngebm_jax.evaluation.inputs import EvalOptions
+from ngebm_jax.evaluation.inputs import test_logits
 from ngebm_jax.training import checkpoints as ckpt_lib
 from ngebm_jax.training import loop
-from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.workflows import launch
 
 RESULTS_FILE = "results.json"
+# TrainResult's fields that a preempted run's return value repeats (the others are arrays).
+_SUMMARY_FIELDS = ("workdir", "last_step", "best_step", "best_val_accuracy", "preempted",
+                   "resumed_from_step", "skipped_nonfinite_steps", "restarts")
 
 
-# The calibration evaluator's figures that `results.json` repeats at its top level.
-HEADLINE_CALIBRATION = (
-    "ece", "ece_paper", "confidence_gap", "mean_confidence", "temperature",
-    *(f"{k}_ts" for k in evaluators.CALIBRATION_FIGURES))
+def _best_in_memory(result: loop.TrainResult):
+  """`(params, {"best_step", "best_metrics"})` of the best step, from `result` when it holds
+  them on this process's devices, else None."""
+  params = result.best_params
+  if params is None or not all(x.is_fully_addressable for x in jax.tree.leaves(params)):
+    return None
+  # One device, as parameters read from disk are (evaluation batches are not sharded).
+  params = jax.device_put(params, jax.local_devices()[0])
+  return params, dict(best_step=result.best_step, best_metrics=result.best_metrics or {})
 
 
-def headline(figures: dict) -> dict:
-  """The flat figures of `results.json`: classification and calibration, then the run.
-
-  `ece` is the mean-confidence ECE on the noisy test images, `ece_paper` NG-EBM's variant (bin
-  centres, clean images), `confidence_gap` mean confidence - accuracy, `temperature` the `T`
-  fitted on validation NLL, and `*_ts` every calibration figure after dividing the logits by `T`
-  (see `ngebm_jax.evaluation.evaluators.evaluate_calibration`).
-  """
-  results = dict(figures.get("classification", {}))
-  calibration = figures.get("calibration")
-  if calibration:
-    results.update({k: calibration[k] for k in HEADLINE_CALIBRATION},
-                   ece_num_bins=calibration["num_bins"])
-  meta = figures["meta"]
-  results.update(objective=meta["objective"], dataset=meta["dataset"],
-                 best_step=meta.get("best_step"))
-  return results
-
-
-def evaluate_test(workdir) -> dict:
-  """`results.json`'s figures of the best checkpoint in `workdir` (plots into `workdir`).
-
-  The flat keys (accuracy, NLL, Brier score, the calibration figures of `headline`) are the
-  headline; `evaluation` holds every evaluator's figures (OOD detection, robustness) as
-  `experiments.evaluate` reports them.
-  """
-  figures = evaluate_runs.evaluate_workdir(workdir, workdir)
-  return {**headline(figures), "evaluation": figures}
+def evaluate_trained(config, workdir, result: loop.TrainResult) -> dict:
+  """The record of `results.json` (`results.run_record`) of what `loop.train` returned."""
+  best = _best_in_memory(result)
+  model = result.model
+  if best is None:  # saved before a resume: the parameters are on disk only
+    _, model, params, info = ckpt_lib.load_best(workdir)
+  else:
+    params, info = best
+  data = entry.read_eval_data(config, "test", validation=result.validation)
+  figures = entry.evaluate(config, model, params, data, workdir,
+                           meta=dict(workdir=os.fspath(workdir), **info))
+  return results_lib.run_record(figures, skipped_nonfinite_steps=result.skipped_nonfinite_steps)
 
 
 def train_and_evaluate(config, workdir, *, devices=None) -> dict:
   """Trains `config` in `workdir` (resuming if possible), then writes `results.json`.
 
-  Returns the test results, or `{"preempted": True, ...}` when a signal stopped training.
+  Returns the contents of `results.json` (`{"schema": 1, **record}`, see
+  `ngebm_jax.evaluation.results`), or `{"preempted": True, ...}` when a signal stopped
+  training.
   """
   config_validation.validate_config(config, len(devices) if devices is not None else None)
   ckpt_lib.require_storage_backend(workdir)  # a gs:// workdir names the extra it needs
   launch.use_compilation_cache(config.compilation_cache_dir, workdir)
   result = loop.train(config, workdir, devices=devices)
   if result.preempted:
-    return {"preempted": True, **dataclasses.asdict(result)}
-  results = reporting.to_jsonable(evaluate_test(workdir))
-  results["skipped_nonfinite_steps"] = result.skipped_nonfinite_steps
+    return {"preempted": True, **{k: getattr(result, k) for k in _SUMMARY_FIELDS}}
+  results = reporting.to_jsonable(results_lib.run_file(evaluate_trained(config, workdir, result)))
   if jax.process_index() == 0:
     reporting.write_json(os.path.join(os.fspath(workdir), RESULTS_FILE), results)
     logging.info("Test results of %s: %s", workdir,
@@ -136,7 +136,7 @@ class StageEvaluator:
   def __init__(self, config):
     self.config = config
     info = data_lib.dataset_info(config)
-    self.fns, _ = ckpt_lib.model_from_config(config, info.num_classes)
+    self.fns, _ = models.from_config(config, info.num_classes)
     sources = data_lib.get_sources(config)
     n_test = config.eval.max_examples
     test = pipeline.read_arrays(sources["test"], None if n_test is None else range(
@@ -147,7 +147,7 @@ class StageEvaluator:
     self.test = (pipeline.to_model_space(test["image"]), test["label"])
     self.validation = (pipeline.to_model_space(val_images), val_labels)
     self.train = (pipeline.to_model_space(train["image"]), train["label"])
-    self.options = evaluate_runs.eval_options(config)
+    self.options = EvalOptions.from_config(config)
 
   def __call__(self, workdir, plot_dir) -> dict:
     ckpts = ckpt_lib.Checkpoints(workdir, use_async=False)
@@ -157,15 +157,15 @@ class StageEvaluator:
     finally:
       ckpts.close()
     key = jax.random.key(int(self.config.eval.seed))
-    inputs = evaluators.EvalInputs(
-        apply_fn=lambda p, x: self.fns.apply_fn(p, x), params=params, images=self.test[0],
+    inputs = EvalInputs(
+        apply_fn=self.fns.apply_fn, params=params, images=self.test[0],
         labels=self.test[1], key=key, options=self.options,
         validation_images=self.validation[0], validation_labels=self.validation[1])
-    test = evaluators.evaluate_calibration(inputs, os.fspath(plot_dir))
-    train_inputs = evaluators.EvalInputs(
+    test = calibration_evaluator.evaluate(inputs, os.fspath(plot_dir))
+    train_inputs = EvalInputs(
         apply_fn=inputs.apply_fn, params=params, images=self.train[0], labels=self.train[1],
         key=key, options=self.options, split="train")
-    train = calibration.calibration_figures(evaluators.test_logits(train_inputs),
+    train = calibration.calibration_figures(test_logits(train_inputs),
                                             self.train[1], num_bins=self.options.num_bins)
     return dict(step=int(step), test={k: v for k, v in test.items() if k not in ("bins",
                                                                                   "bins_ts")},

@@ -69,7 +69,8 @@ cached on disk; ``load`` keeps its last few results in an in-memory LRU cache (r
 
 OOD sets (``ood_sets``), for offline evaluation of log p~(x), max p(y|x) and approximate mass:
   interp    pixel average (halves to even) of two distinct random in-distribution images,
-            JEM's "interp" (the evaluator adds its extra noise, ``ood.TEST_NOISE_VARIANCE``).
+            JEM's "interp" (the evaluator adds its extra noise,
+            ``ood_data.TEST_NOISE_VARIANCE``).
   uniform   i.i.d. uniform noise in 0..255.
   constant  one random colour per image.
   digits    scikit-learn's real 8x8 handwritten digits (``load_digits``, shipped with
@@ -93,7 +94,7 @@ from typing import Sequence
 import numpy as np
 
 from ngebm_jax import _checks
-from ngebm_jax.data import ood
+from ngebm_jax.data import ood_data
 
 NUM_CLASSES = 10
 CLASS_NAMES = ("disc", "ring", "square", "triangle", "cross", "star", "crescent", "bars",
@@ -589,9 +590,9 @@ def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
   seqs = dict(zip(OOD_SET_NAMES, _children(seed, len(OOD_SET_NAMES))))
   rngs = {k: np.random.Generator(np.random.PCG64(s)) for k, s in seqs.items()}
   return {
-      "interp": ood.interp(images, rngs["interp"], m),
-      "uniform": ood.uniform_images(rngs["uniform"], m, IMAGE_SHAPE),
-      "constant": ood.constant_images(rngs["constant"], m, IMAGE_SHAPE),
+      "interp": ood_data.interp(images, rngs["interp"], m),
+      "uniform": ood_data.uniform_images(rngs["uniform"], m, IMAGE_SHAPE),
+      "constant": ood_data.constant_images(rngs["constant"], m, IMAGE_SHAPE),
       "digits": _digits(rngs["digits"], m),
       "shifted": generate(m, seed=seqs["shifted"], kinds=NOVEL_KINDS)["image"],
   }

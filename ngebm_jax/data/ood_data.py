@@ -10,7 +10,7 @@ What the evaluation protocol needs (docs/method.rst, "The evaluation protocol"; 
   in-distribution uint8 images (no download). The embedded data's own OOD sets
   (`procedural.embedded.ood_sets`) use the same three makers, `interp`, `uniform_images` and
   `constant_images`.
-- `load_eval_data(name, data_dir)`: the test set and the chosen OOD sets above (default: the
+- `read_test_and_ood(name, data_dir)`: the test set and the chosen OOD sets above (default: the
   protocol's real sets that are prepared, and the synthetic ones) as in-memory uint8 arrays,
   for the evaluators, with the sets that are missing and how to prepare them.
 
@@ -209,7 +209,7 @@ def synthetic_ood(images: np.ndarray, *, seed: int, num_examples: int | None = N
           "constant": constant_images(rng_constant, m, images.shape[1:])}
 
 
-def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
+def read_test_and_ood(name: str, data_dir: str | os.PathLike | None = None, *,
                    max_examples: int | None = None, seed: int = 0,
                    ood_names: Sequence[str] | None = None, strict: bool = False
                    ) -> dict[str, Any]:
@@ -262,4 +262,5 @@ def load_eval_data(name: str, data_dir: str | os.PathLike | None = None, *,
 
 __all__ = ["NO_LABEL", "OOD_DATASETS", "DEFAULT_OOD", "SYNTHETIC_OOD", "TEST_NOISE_VARIANCE",
            "OFFICIAL_FILES", "interp", "uniform_images", "constant_images", "ood_source",
-           "ood_sources", "prepare_command", "default_ood_sets", "synthetic_ood", "load_eval_data"]
+           "ood_sources", "prepare_command", "default_ood_sets", "synthetic_ood",
+           "read_test_and_ood"]
