@@ -226,6 +226,7 @@ def validate_focus_study(config) -> None:
 
 
 ON_CPU = ("run", "warn", "refuse")
+_warned_on_cpu = False  # the warning of `check_backend`, once per process
 INSTALL_HINT = ("install JAX's accelerator build: `make gpu-check` or `make bench-gpu` (they "
                 "detect it; ACCEL=cuda12|cuda13|tpu), or pip install -e '.[cuda13]' (or "
                 "'.[cuda12]', '.[tpu]')")
@@ -243,6 +244,10 @@ def check_backend(config, backend: str | None = None) -> None:
         f"This config is meant for a GPU or TPU, and JAX {jax.__version__} found only the CPU: "
         f"{INSTALL_HINT}. To run it on the CPU anyway (tests, a trial), add "
         "--config.on_cpu=run.")
+  global _warned_on_cpu
+  if _warned_on_cpu:  # validate_config runs at each layer of a program (workflow, loop): once
+    return
+  _warned_on_cpu = True
   logging.warning("This config is meant for a GPU or TPU, and JAX found only the CPU (slow: "
                   "days for the full recipe). To use an accelerator, %s.", INSTALL_HINT)
 
