@@ -5,6 +5,7 @@ Compiled programs are cached on disk (and shared with subprocesses and xdist wor
 tests compile the same smoke-config step.
 """
 
+import fcntl
 import os
 import sys
 import tempfile
@@ -28,3 +29,23 @@ def pytest_collection_modifyitems(config, items):
   del config
   long_first = lambda item: not any(k in item.nodeid for k in _LONG_FIRST)
   items.sort(key=long_first)  # stable: the order within each group is kept
+
+
+def shared_folder(tmp_path_factory, name: str, build) -> str:
+  """A folder that `build(folder)` fills once per test session, shared by the xdist workers.
+
+  A session fixture runs once per worker; data that several workers read (tiny official archives,
+  a prepared TFDS folder) is built by the first worker that asks, under a lock, in the session's
+  temporary root, and read by the others. Callers must only read what it holds.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the workers' base folders are siblings under the session's root
+  folder, done = root / name, root / f"{name}.done"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if not done.exists():
+      folder.mkdir(exist_ok=True)
+      build(folder)
+      done.touch()
+  return os.fspath(folder)

@@ -42,6 +42,7 @@ import pytest
 
 from ngebm_jax import reporting
 from ngebm_jax.data import prepare
+from tests import conftest
 from tests import official_archives
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -236,22 +237,24 @@ def _check_report_names_missing_ood_sets(output: str) -> None:
 # --- the environment ------------------------------------------------------------------------
 
 
+# Both are written once per session and shared by the xdist workers (commands only read them).
 @pytest.fixture(scope="session")
 def downloads(tmp_path_factory):
   """The official files, tiny, as a user downloads them."""
-  folder = tmp_path_factory.mktemp("downloads")
-  official_archives.write_official_archives(folder, per_batch=1040, num_test=100, num_svhn=100)
-  return os.fspath(folder)
+  return conftest.shared_folder(
+      tmp_path_factory, "readme_downloads",
+      lambda folder: official_archives.write_official_archives(
+          folder, per_batch=1040, num_test=100, num_svhn=100))
 
 
 @pytest.fixture(scope="session")
 def prepared_data(tmp_path_factory, downloads):
   """A data folder with CIFAR-10 and CIFAR-100 prepared (what config docstrings assume)."""
-  folder = tmp_path_factory.mktemp("prepared")
-  for name, file in (("cifar10", "cifar-10-python.tar.gz"),
-                     ("cifar100", "cifar-100-python.tar.gz")):
-    prepare.prepare_from_archives(name, folder, [os.path.join(downloads, file)])
-  return os.fspath(folder)
+  def build(folder):
+    for name, file in (("cifar10", "cifar-10-python.tar.gz"),
+                       ("cifar100", "cifar-100-python.tar.gz")):
+      prepare.prepare_from_archives(name, folder, [os.path.join(downloads, file)])
+  return conftest.shared_folder(tmp_path_factory, "readme_prepared", build)
 
 
 def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
@@ -301,7 +304,7 @@ def _words(command: Command) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("name,commands", GROUPS, ids=[name for name, _ in GROUPS])
-def test_commands_run_as_typed(name, commands, tmp_path, downloads, request):
+def test_commands_run_as_typed(name, commands, tmp_path, request):
   skipped = [f"{c.source}: {reason}" for c in commands if (reason := _skip_reason(c))]
   to_run = [c for c in commands if not _skip_reason(c)]
   if name.startswith("configs/"):
@@ -311,11 +314,11 @@ def test_commands_run_as_typed(name, commands, tmp_path, downloads, request):
       if fresh or _words(command) not in ran_in_readme:
         fresh.append(command)
     to_run = fresh
-    data_dir = request.getfixturevalue("prepared_data")
-  else:
-    data_dir = os.fspath(tmp_path / "DATA")
-  if not to_run:
+  if not to_run:  # before the data is written: a skipped group needs none
     pytest.skip("; ".join(skipped) or "every command ran in a README block")
+  downloads = request.getfixturevalue("downloads")
+  data_dir = (request.getfixturevalue("prepared_data") if name.startswith("configs/")
+              else os.fspath(tmp_path / "DATA"))
   scratch = tmp_path / "checkout"
   scratch.mkdir()
   for entry in LINKED:
