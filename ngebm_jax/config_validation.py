@@ -243,6 +243,11 @@ def validate_study(config, *, variants: Sequence[str], peers: Sequence[str],
   if bad:
     raise ValueError(f"config.study.stages {bad} must be multiples of config.eval_every_steps "
                      f"({config.eval_every_steps}).")
+  for name in ("variants", "size_variants", "peers"):
+    joined = [v for v in s[name] if isinstance(v, str) and "," in v]
+    if joined:
+      raise ValueError(f"config.study.{name} holds {joined[0]!r}: write a tuple of names, "
+                       f"--config.study.{name}=\"('a','b')\".")
   _subset_of("study.variants", s.variants, variants)
   if not s.variants or len(set(s.variants)) != len(s.variants):
     raise ValueError(f"config.study.variants must name each variant once, at least one; got "

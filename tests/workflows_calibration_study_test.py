@@ -94,7 +94,7 @@ def test_study_program_writes_its_report(tmp_path):
   out = str(tmp_path / "study")
   cmd = [sys.executable, "-m", "experiments.calibration_study",
          "--config=configs/calibration_study_smoke.py", f"--output={out}",
-         "--config.study.variants=baseline,ngebm", "--config.study.seeds=0,1",
+         "--config.study.variants=('baseline','ngebm')", "--config.study.seeds=0,1",
          "--config.study.gammas=0.5,", "--config.study.train_sizes=()",
          "--config.study.stages=()", "--config.num_steps=10"]  # the peers: their own test
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
