@@ -167,7 +167,10 @@ def summary_lines(summary: Mapping, comparisons: Mapping[str, Mapping],
         medians = [f.key for f in fs if f.key.endswith("_median_epsilon")]
         text = ", ".join(f"{NORM_TITLES[k.split('_')[1]]} {found[v][k]}" for k in medians)
         parts.append(f"robustness (median smallest epsilon): {text or 'not measured'}")
-    lines.append(f"- **{v}**: " + "; ".join(p for p in parts if p) + ".")
+    seconds, base_s = (_mean(summary["variants"].get(x), "train_seconds") for x in (v, BASELINE))
+    cost = ("" if not seconds else f" ({seconds:.0f} s per run"
+            + (f", {seconds / base_s:.2f}x the baseline's" if base_s else "") + ")")
+    lines.append(f"- **{v}**{cost}: " + "; ".join(p for p in parts if p) + ".")
   sets = sorted({f.key.split("@", 1)[1] for f in by_claim.get("OOD detection", [])})
   if sets:
     lines += ["", "OOD set by set (AUROC of log p~(x), max p(y|x), approx. mass):", ""]
