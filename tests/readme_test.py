@@ -124,7 +124,9 @@ PROGRAMS = {
          "--config.dataset.num_test=16", "--config.eval.batch_size=8",
          "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
-        TRAIN_SIZE + ("--config.study.variants=('baseline','ngebm')", "--config.study.seeds=(0,)",
+        # A tuple flag given twice is concatenated (ml_collections): only empty tuples and
+        # fields no command sets here.
+        TRAIN_SIZE + ("--config.study.seeds=(0,)",
                       "--config.study.stages=()", "--config.study.gammas=()",
                       "--config.study.train_sizes=()", "--config.study.sweep_seeds=()",
                       "--config.study.penalty_fractions=()",
