@@ -267,3 +267,64 @@ def validate_config(config, num_devices: int | None = None) -> None:
   validate_evaluation(config)
   if "race" in config:
     validate_race(config)
+
+
+def _integers(name: str, values: Sequence[Any], *, low: int, nonempty: bool = False) -> None:
+  if isinstance(values, str) or not isinstance(values, (tuple, list)):
+    raise ValueError(f"config.{name} must be a tuple of integers (e.g. (0, 1, 2)); got "
+                     f"{values!r}.")
+  if nonempty and not values:
+    raise ValueError(f"config.{name} must hold at least one value.")
+  for v in values:
+    _number(f"{name} (each)", v, low=low, integer=True)
+  if len(set(values)) != len(values):
+    raise ValueError(f"config.{name} repeats a value: {tuple(values)}.")
+
+
+def validate_study(config, *, variants: Sequence[str], peers: Sequence[str],
+                   select_on: Sequence[str]) -> None:
+  """`config.study` of the calibration and claims studies (ngebm_jax.workflows.
+  calibration_study), against the `variants`, `peers` and `select_on` figures it knows."""
+  if "study" not in config:
+    raise ValueError("this program needs a config with a `study` block, such as "
+                     "configs/calibration_study.py or configs/claims_study.py.")
+  s = config.study
+  _integers("study.seeds", s.seeds, low=0, nonempty=True)
+  _integers("study.sweep_seeds", s.sweep_seeds, low=0)
+  _integers("study.peer_sweep_seeds", s.peer_sweep_seeds, low=0, nonempty=bool(s.peers))
+  _integers("study.stages", s.stages, low=1)
+  # Stages at or past the end are the end, which is always measured.
+  bad = [x for x in s.stages if x % config.eval_every_steps and x < config.num_steps]
+  if bad:
+    raise ValueError(f"config.study.stages {bad} must be multiples of config.eval_every_steps "
+                     f"({config.eval_every_steps}).")
+  for name in ("variants", "size_variants", "peers"):
+    joined = [v for v in s[name] if isinstance(v, str) and "," in v]
+    if joined:
+      raise ValueError(f"config.study.{name} holds {joined[0]!r}: write a tuple of names, "
+                       f"--config.study.{name}=\"('a','b')\".")
+  _subset_of("study.variants", s.variants, variants)
+  if not s.variants or len(set(s.variants)) != len(s.variants):
+    raise ValueError(f"config.study.variants must name each variant once, at least one; got "
+                     f"{tuple(s.variants)}.")
+  for f in s.penalty_fractions:
+    _number("study.penalty_fractions (each)", f, low=0, low_open=True, high=1, high_open=True)
+  for g in s.gammas:
+    _number("study.gammas (each)", g, low=0)
+  _number("study.sweep_beta", s.sweep_beta, low=0)
+  _integers("study.train_sizes", s.train_sizes, low=1)
+  _subset_of("study.size_variants", s.size_variants, variants)
+  missing = [v for v in s.size_variants if s.train_sizes and v not in s.variants]
+  if missing:
+    raise ValueError(f"config.study.size_variants {missing} are not among config.study.variants "
+                     f"{tuple(s.variants)}.")
+  _subset_of("study.peers", s.peers, peers)
+  if s.peers and "ngebm" not in s.variants:
+    raise ValueError("the peers are compared with NG-EBM: keep 'ngebm' in config.study.variants "
+                     "or set config.study.peers=().")
+  _one_of("study.select_on", s.select_on, select_on)
+  if not isinstance(s.claims, bool):
+    raise ValueError(f"config.study.claims must be True or False; got {s.claims!r}.")
+  if s.claims and "baseline" not in s.variants:
+    raise ValueError("the claims are judged against the baseline: keep 'baseline' in "
+                     "config.study.variants or set config.study.claims=False.")

@@ -125,8 +125,13 @@ PROGRAMS = {
          "--config.dataset.num_test=16", "--config.eval.batch_size=8",
          "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
-        TRAIN_SIZE + ("--variants=baseline,ngebm", "--seeds=0", "--stages=", "--gammas=",
-                      "--train_sizes=", "--sweep_seeds=0", "--peers="),  # peers: their own test
+        # A tuple flag given twice is concatenated (ml_collections): only empty tuples and
+        # fields no command sets here.
+        TRAIN_SIZE + ("--config.study.seeds=(0,)",
+                      "--config.study.stages=()", "--config.study.gammas=()",
+                      "--config.study.train_sizes=()", "--config.study.sweep_seeds=()",
+                      "--config.study.penalty_fractions=()",
+                      "--config.study.peers=()"),  # the peers: their own test
         _exists("output", "report.md")),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--config.focus_study.recipes=('ce', 'cyborg')",

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from configs import calibration_study_smoke
+from ngebm_jax.evaluation import study_report
+from ngebm_jax.evaluation import study_statistics
 from ngebm_jax.workflows import calibration_study
 from ngebm_jax.workflows import demo
 from ngebm_jax.workflows import train_and_evaluate
@@ -24,12 +26,17 @@ def small_config(**overrides):
   return config
 
 
+def small_study(**study):
+  config = small_config()
+  config.study.update(study)
+  return config
+
+
 def test_plan_merges_equal_runs_and_checks_its_arguments():
-  variants = {"baseline": dict(objective="baseline"),
-              "ngebm": dict(objective="ngebm", beta=1.0, gamma=1.0),
-              "beta_only": dict(objective="ngebm", beta=1.0, gamma=0.0)}
-  runs = calibration_study.plan_runs(small_config(), variants=variants, seeds=[0, 1],
-                                     stages=[10], gammas=[0.0, 0.5, 1.0], train_sizes=[256])
+  config = small_study(variants=("baseline", "ngebm", "beta_only"), seeds=(0, 1),
+                       sweep_seeds=(0, 1), stages=(10,), gammas=(0.0, 0.5, 1.0),
+                       train_sizes=(256,))
+  runs = calibration_study.plan_runs(config)
   # gamma 0 and 1 at beta 1 are the beta_only and ngebm runs: one run, two roles.
   assert ("gamma", 1.0) in runs["ngebm_s0"]["roles"]
   assert ("gamma", 0.0) in runs["beta_only_s1"]["roles"]
@@ -39,11 +46,18 @@ def test_plan_merges_equal_runs_and_checks_its_arguments():
   assert runs["beta_only_s0"]["config"].ngebm.gamma == 0.0
   assert runs["ngebm_s1"]["config"].seed == 1
   assert len(runs) == 2 * (3 + 1 + 2)
-  with pytest.raises(ValueError, match="seed"):
-    calibration_study.plan_runs(small_config(), variants=variants, seeds=[], stages=[])
+  # The study block is the study's, not the runs': a new seed leaves finished runs reusable.
+  assert all("study" not in run["config"] for run in runs.values())
+  with pytest.raises(ValueError, match="study.seeds"):
+    calibration_study.plan_runs(small_study(seeds=()))
   with pytest.raises(ValueError, match="size_variants"):
-    calibration_study.plan_runs(small_config(), variants={"b": dict(objective="baseline")},
-                                seeds=[0], stages=[], train_sizes=[100])
+    calibration_study.plan_runs(small_study(variants=("baseline",), train_sizes=(100,)))
+  with pytest.raises(ValueError, match="study.variants"):
+    calibration_study.plan_runs(small_study(variants=("baseline", "jem")))
+  with pytest.raises(ValueError, match="penalty_fractions"):
+    calibration_study.plan_runs(small_study(penalty_fractions=(1.5,)))
+  with pytest.raises(ValueError, match="multiples"):
+    calibration_study.plan_runs(small_study(stages=(7,)))
   with pytest.raises(ValueError, match="variant"):
     calibration_study.variant_config(small_config(), dict(objective="ngebm", alpha=1), 0)
   with pytest.raises(ValueError, match="multiples"):
@@ -51,9 +65,9 @@ def test_plan_merges_equal_runs_and_checks_its_arguments():
 
 
 def test_mean_sd():
-  assert calibration_study.mean_sd([1.0, 3.0, None]) == (2.0, pytest.approx(np.sqrt(2)), 2)
-  assert calibration_study.mean_sd([0.5]) == (0.5, None, 1)
-  assert calibration_study.mean_sd([]) == (None, None, 0)
+  assert study_statistics.mean_sd([1.0, 3.0, None]) == (2.0, pytest.approx(np.sqrt(2)), 2)
+  assert study_statistics.mean_sd([0.5]) == (0.5, None, 1)
+  assert study_statistics.mean_sd([]) == (None, None, 0)
 
 
 def test_training_in_stages_measures_the_newest_parameters(tmp_path):
@@ -80,8 +94,9 @@ def test_study_program_writes_its_report(tmp_path):
   out = str(tmp_path / "study")
   cmd = [sys.executable, "-m", "experiments.calibration_study",
          "--config=configs/calibration_study_smoke.py", f"--output={out}",
-         "--variants=baseline,ngebm", "--seeds=0,1", "--gammas=0.5", "--train_sizes=",
-         "--stages=", "--config.num_steps=10", "--peers="]  # the peers: their own test
+         "--config.study.variants=('baseline','ngebm')", "--config.study.seeds=0,1",
+         "--config.study.gammas=0.5,", "--config.study.train_sizes=()",
+         "--config.study.stages=()", "--config.num_steps=10"]  # the peers: their own test
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
@@ -128,8 +143,8 @@ def test_demo_reports_calibration_first(tmp_path):
 
 
 def test_peer_sweep_plans_chooses_on_validation_and_pairs_by_seed():
-  runs = calibration_study.plan_runs(small_config(), variants={"ngebm": dict(objective="ngebm")},
-                                     seeds=[0, 1], stages=[])
+  runs = calibration_study.plan_runs(small_study(variants=("ngebm",), stages=(), gammas=(),
+                                                 train_sizes=()))
   calibration_study.plan_peer_sweep(runs, small_config(), calibration_study.PEER_SWEEPS, [0], [])
   assert runs["focal_FLSD-53_s0"]["config"].focal.schedule == "flsd53"
   assert runs["focal_gamma_1_s0"]["config"].focal.gamma == 1.0
@@ -159,37 +174,37 @@ def test_peer_sweep_plans_chooses_on_validation_and_pairs_by_seed():
     for seed, ece in by_seed.items():
       per_run[f"{variant}{seed}"] = dict(ece=ece)
       study[f"{variant}{seed}"] = dict(seed=seed, roles=[("variant", variant)])
-  d = calibration_study.paired_differences(per_run, study, "ngebm", "focal", ["ece"])["ece"]
+  d = study_statistics.paired_differences(per_run, study, "ngebm", "focal", ["ece"])["ece"]
   diffs = np.array([-0.05, -0.06, -0.04])
   half = 4.302652729911275 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 dof)
   assert d["mean"] == pytest.approx(diffs.mean()) and d["n"] == 3
   assert (d["low"], d["high"]) == (pytest.approx(diffs.mean() - half),
                                    pytest.approx(diffs.mean() + half))
-  assert calibration_study.verdict("ece", d, "NG-EBM", "focal") == "NG-EBM better"
-  assert calibration_study.verdict("accuracy", d, "NG-EBM", "focal") == "focal better"
+  assert study_report.verdict("ece", d, "NG-EBM", "focal") == "NG-EBM better"
+  assert study_report.verdict("accuracy", d, "NG-EBM", "focal") == "focal better"
   wide = dict(mean=0.0, low=-1.0, high=1.0)
-  assert calibration_study.verdict("ece", wide, "a", "b") == "no difference resolved"
+  assert study_report.verdict("ece", wide, "a", "b") == "no difference resolved"
 
 
 def test_study_with_peers_writes_the_comparison(tmp_path):
-  peers = {"label_smoothing": {
-      f"alpha={a:g}": {"objective": "label_smoothing", "label_smoothing.alpha": a}
-      for a in (0.05, 0.2)}}
-  paths = calibration_study.run(
-      small_config(num_steps=10), tmp_path / "study", variants={"ngebm": dict(objective="ngebm")},
-      seeds=[0, 1], peers=peers)
+  config = small_study(variants=("ngebm",), seeds=(0, 1), stages=(), gammas=(), train_sizes=(),
+                       peers=("label_smoothing",), peer_sweep_seeds=(0,))
+  config.num_steps = 10
+  paths = calibration_study.run(config, tmp_path / "study")
   with open(paths["results"]) as f:
     results = json.load(f)
   chosen = results["peer_choice"]["label_smoothing"]["label"]
-  assert chosen in peers["label_smoothing"]
+  assert chosen in calibration_study.PEER_SWEEPS["label_smoothing"]
   roles = results["roles"]
-  # The chosen setting ran for both seeds; the other only for the sweep's seed.
+  # The chosen setting ran for both seeds; the others only for the sweep's seed.
   assert sum(["variant", "label_smoothing"] in r for r in roles.values()) == 2
-  assert len(roles) == 2 + 2 + 1
+  assert len(roles) == 2 + 3 + 1
   vals = results["runs"]
   assert all(vals[n]["val_nll"] is not None and vals[n]["step_time_s"] > 0 for n in vals)
+  assert all(vals[n]["train_seconds"] > 0 for n in vals)
   d = results["comparisons"]["ngebm − label_smoothing"]["ece"]
   assert d["n"] == 2 and d["low"] <= d["mean"] <= d["high"]
+  assert results["study"]["peers"] == ["label_smoothing"]
   with open(paths["report"]) as f:
     md = f.read()
   assert "## NG-EBM against the calibration peers" in md and "(chosen)" in md

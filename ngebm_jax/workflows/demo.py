@@ -19,8 +19,9 @@ from absl import logging
 
 from ngebm_jax import config_validation
 from ngebm_jax.evaluation import report as report_lib
+from ngebm_jax.evaluation import study_report
+from ngebm_jax.evaluation import study_statistics
 from ngebm_jax.training import objective_registry
-from ngebm_jax.workflows import calibration_study
 from ngebm_jax.workflows import train_and_evaluate
 
 REPORT_DIR = "report"
@@ -42,7 +43,7 @@ def _preamble(stages: dict, plot_name: str) -> list[str]:
            "the first training images (not augmented). The tables further down are of each "
            "run's best checkpoint (by validation accuracy).", "",
            f"![ECE, confidence gap and training accuracy against steps]({plot_name})", ""]
-  return lines + calibration_study.stage_table(stages)
+  return lines + study_report.stage_table(stages)
 
 
 def run(config, output, objectives: Sequence[str] = ("baseline", "ngebm"),
@@ -79,9 +80,8 @@ def run(config, output, objectives: Sequence[str] = ("baseline", "ngebm"),
     evaluation["meta"] = dict(evaluation["meta"], plot_dir=os.path.join("..", objective))
     figures[objective] = evaluation
   report_dir = os.path.join(output, REPORT_DIR)
-  by_objective = {o: calibration_study.aggregate_stages([r]) for o, r in records.items()}
-  plot = calibration_study.stage_plot(by_objective,
-                                      os.path.join(report_dir, "calibration_vs_steps.png"))
+  by_objective = {o: study_statistics.aggregate_stages([r]) for o, r in records.items()}
+  plot = study_report.stage_plot(by_objective, os.path.join(report_dir, "calibration_vs_steps.png"))
   written = report_lib.write_report(
       figures, report_dir, title="NG-EBM demo: an over-fitted baseline and NG-EBM",
       preamble=_preamble(by_objective, os.path.basename(plot)))
