@@ -18,7 +18,7 @@ import ml_collections
 from absl import logging
 
 from ngebm_jax import _checks
-from ngebm_jax.training import checkpoints as ckpt_lib
+from ngebm_jax import models
 from ngebm_jax.training import loop
 from ngebm_jax.training import objective_registry
 from ngebm_jax.training import spmd
@@ -123,7 +123,7 @@ def build_step(variant: Variant, mesh, example_batch: dict, *, num_classes: int,
   The step, its optimizer and its initial state are the trainer's (`loop.init_train_state`).
   """
   config = variant.config
-  fns, params = ckpt_lib.model_from_config(config, num_classes)
+  fns, params = models.from_config(config, num_classes)
   # A host copy: the step donates its state, so every fresh state needs buffers of its own.
   params = jax.device_get(params)
   objective = objective_registry.make_objective(config, fns)

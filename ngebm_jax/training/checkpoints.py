@@ -294,6 +294,3 @@ def load_best(workdir: str | os.PathLike):
     ckpts.close()
   return config, fns, params, best
 
-
-# Model building is `models.from_config`; this name stays for the trainer and benchmark code.
-model_from_config = models.from_config

@@ -159,7 +159,7 @@ class _Run:
   def initial_state(self, params=None) -> TrainState:
     """The state of step 0 (`params` when given, else the model's initial parameters)."""
     if params is None:
-      params = ckpt_lib.model_from_config(self.config, self.info.num_classes)[1]
+      params = models.from_config(self.config, self.info.num_classes)[1]
     return init_train_state(self.config, self.objective, params, self.optimizer,
                             self.info.image_shape, self.mesh)
 
@@ -281,7 +281,7 @@ def train(config, workdir: str | os.PathLike, *, devices=None) -> TrainResult:
   _check_resumable(config, workdir)
 
   mesh = spmd.make_mesh(devices)
-  fns, params = ckpt_lib.model_from_config(config, info.num_classes)
+  fns, params = models.from_config(config, info.num_classes)
   objective = objective_registry.make_objective(config, fns)
   optimizer = optimizer_from_config(config, steps_per_epoch(config, len(sources["train"])))
   run = _Run(config, workdir, mesh, sources, info, objective, optimizer,

@@ -49,7 +49,7 @@ import numpy as np
 from ngebm_jax import config_validation
 from ngebm_jax import data as data_lib
 from ngebm_jax import reporting
-from ngebm_jax.data import ood as ood_data
+from ngebm_jax.data import ood_data
 from ngebm_jax.evaluation import claims_report
 from ngebm_jax.evaluation import ood_separability
 from ngebm_jax.evaluation import study_report
