@@ -89,6 +89,12 @@ def fmt(value: Any, spec: str = ".3f", missing: str = "–") -> str:
   return format(value, spec)
 
 
+def pct(value: Any, digits: int = 2, missing: str = "–") -> str:
+  """A fraction as a percentage (`0.1234` -> `"12.34%"`), or `missing`."""
+  text = fmt(None if value is None else 100 * value, f".{digits}f", missing)
+  return text if text == missing else text + "%"
+
+
 def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (6.0, 4.0),
                squeeze: bool = True, **kwargs):
   """`(fig, axes)`: a Figure on the Agg canvas with a grid of axes, no pyplot involved.

@@ -171,7 +171,7 @@ def step_flops(program: StepProgram, per_device_batch: int, image_shape: Sequenc
   out = {"flops_xla": float(flops_xla), "flops": float(flops_xla)}
   v = program.variant
   if v.objective == "sgld" and v.sgld_steps:
-    unroll = sgld.resolve_unroll(v.config.sgld.get("unroll"), v.sgld_steps)
+    unroll = sgld.resolve_unroll(v.config.sgld.unroll, v.sgld_steps)
     missing = (v.sgld_steps // unroll - 1) * unroll
     out["sgld_unroll"] = unroll
     if missing > 0:

@@ -95,14 +95,6 @@ def _get(d: Any, *path: str) -> Any:
   return d
 
 
-def _pct(v: Any) -> str:
-  return "–" if v is None else f"{100 * v:.2f}%"
-
-
-def _num(v: Any, digits: int = 3) -> str:
-  return "–" if v is None else f"{v:.{digits}f}"
-
-
 def _eps_label(norm: str, eps: float) -> str:
   if norm == "linf":
     return f"{eps * 255:g}/255"
@@ -144,13 +136,13 @@ def _calibration_rows(num_bins: int, noise_std: float | None) -> list[tuple[str,
   noise = "noisy test images" if noise_std is None else (
       f"test images + noise σ = {noise_std:g}" if noise_std > 0 else "clean test images")
   return [
-      ("test accuracy", "accuracy", _pct),
-      (f"ECE ({num_bins} bins, mean confidence, {noise})", "ece", _pct),
-      ("ECE as NG-EBM's code (20 bins, bin centre, clean test images)", "ece_paper", _pct),
+      ("test accuracy", "accuracy", reporting.pct),
+      (f"ECE ({num_bins} bins, mean confidence, {noise})", "ece", reporting.pct),
+      ("ECE as NG-EBM's code (20 bins, bin centre, clean test images)", "ece_paper", reporting.pct),
       ("confidence gap (mean confidence − accuracy; > 0: over-confident)", "confidence_gap",
        lambda v: "–" if v is None else f"{100 * v:+.2f}%"),
-      ("NLL (nats)", "nll", _num),
-      ("Brier score", "brier", lambda v: _num(v, 4)),
+      ("NLL (nats)", "nll", reporting.fmt),
+      ("Brier score", "brier", lambda v: reporting.fmt(v, ".4f")),
   ]
 
 
@@ -179,7 +171,8 @@ def _calibration_section(results: Mapping[str, Mapping], reliability_plot: str |
     rows.append([label] + [fmt(cal.get(key if key == "accuracy" else key + suffix))
                            for _, cal, suffix in columns])
   rows.append(["temperature T (fitted on validation NLL)"] + [
-      _num(cal.get("temperature"), 3) if suffix else "1" for _, cal, suffix in columns])
+      reporting.fmt(cal.get("temperature"), ".3f") if suffix else "1"
+      for _, cal, suffix in columns])
   lines = ["", "## Calibration, before and after temperature scaling", "",
            "Each run, and the same run with its logits divided by one temperature T fitted on "
            "the validation split (minimum NLL; Guo et al. 2017, arXiv 1706.04599): the "
@@ -223,17 +216,17 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
           ("best step", lambda f: str(_get(f, "meta", "best_step") or "–")),
       ]),
       ("Classification", [
-          ("test accuracy", lambda f: _pct(_get(f, "classification", "accuracy"))),
-          ("NLL (nats)", lambda f: _num(_get(f, "classification", "nll"))),
-          ("Brier score", lambda f: _num(_get(f, "classification", "brier"), 4)),
+          ("test accuracy", lambda f: reporting.pct(_get(f, "classification", "accuracy"))),
+          ("NLL (nats)", lambda f: reporting.fmt(_get(f, "classification", "nll"))),
+          ("Brier score", lambda f: reporting.fmt(_get(f, "classification", "brier"), ".4f")),
           (f"ECE ({bins} bins, mean confidence, noisy test images)",
-           lambda f: _pct(_get(f, "calibration", "ece"))),
+           lambda f: reporting.pct(_get(f, "calibration", "ece"))),
       ]),
   ]
   sets = _ood_sets(results)
-  for title, key, fmt in (("OOD detection: AUROC (higher is better)", "auroc", _num),
+  for title, key, fmt in (("OOD detection: AUROC (higher is better)", "auroc", reporting.fmt),
                           ("OOD detection: FPR at 95% TPR (lower is better)", "fpr_at_95_tpr",
-                           _pct)):
+                           reporting.pct)):
     sections.append((title, [
         (f"{s}, {ood.SCORE_TITLES[score]}",
          lambda f, s=s, score=score, key=key, fmt=fmt: fmt(
@@ -244,7 +237,7 @@ def _summary_sections(results: Mapping[str, Mapping]) -> list[str]:
   sections.append((f"Accuracy under PGD (epsilons in [0, 1] pixel units; protocol: "
                    f"{', '.join(protocols) or 'fixed_epsilon'})", [
       (f"{'L-inf' if norm == 'linf' else 'L2'}, eps {_eps_label(norm, eps)}",
-       lambda f, norm=norm, eps=eps: _pct(_robust_at(f, norm, eps)))
+       lambda f, norm=norm, eps=eps: reporting.pct(_robust_at(f, norm, eps)))
       for norm in robustness.NORMS for eps in robustness.STANDARD_EPSILONS[norm]]))
   lines = []
   for title, specs in sections:
@@ -289,11 +282,12 @@ def _published_section(results: Mapping[str, Mapping]) -> list[str]:
         published = f"{value:g}x"
       else:
         as_pct = path[-1] in ("accuracy", "ece")
-        fmt = _pct if as_pct else (lambda v: _num(v, 2))
+        fmt = reporting.pct if as_pct else (lambda v: reporting.fmt(v, ".2f"))
         ours = [fmt(_get(results[r], *path)) for r in runs]
         published = fmt(value)
       rows.append([label, model, published] + ours + [source])
-    lines += reporting.markdown_table(["figure", "published model", "published"] + runs + ["source"], rows)
+    lines += reporting.markdown_table(
+        ["figure", "published model", "published"] + runs + ["source"], rows)
   return lines
 
 

@@ -306,7 +306,7 @@ def markdown(summary: dict, settings: dict, plot_files: Mapping[str, str],
            "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items())]
   lines += _regime_lines(summary)
   lines += list(sections)
-  lines += _answer_lines(summary, settings.get("sweep_beta", 1.0))
+  lines += _answer_lines(summary, settings["sweep_beta"])
   lines += _peer_lines(summary, peer_choice or {}, comparisons or {})
   lines += ["", "## Objectives (best checkpoints)", ""] + _variant_table(summary)
   extra = [(k, label, pct) for k, label, pct in COMPARED[5:]

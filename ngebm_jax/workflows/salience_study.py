@@ -141,9 +141,9 @@ def run(
     models[names[w]] = model_salience.measure_model(
         fns, params, images, labels, key=key, variants=variants, batch_size=batch_size,
         sigma_factors=sigma_factors, num_examples=num_examples)
-    info[names[w]] = {"workdir": w, "objective": config.get("objective"),
-                      "arch": config.model.get("name"), "seed": config.get("seed"),
-                      "dataset": config.dataset.get("name"), "data_key": data_key}
+    info[names[w]] = {"workdir": w, "objective": config.objective, "arch": config.model.name,
+                      "seed": config.seed, "dataset": config.dataset.name,
+                      "data_key": data_key}
     logging.info("%s done in %.1f s.", names[w], time.time() - start)
 
   group_results = {}
