@@ -41,7 +41,7 @@ def reliability_diagram(bins: Mapping[str, Any], path: str, *, title: str | None
   left, width = edges[:-1], np.diff(edges)
   filled = count > 0
 
-  fig = Figure(figsize=(5, 6.5))
+  fig = Figure(figsize=(5, 6.5), layout="constrained")
   ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
   ax.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="tab:blue",
          edgecolor="black", linewidth=0.5, label="accuracy")
@@ -80,7 +80,7 @@ def ood_histogram(scores_in: Any, scores_out: Any, path: str, *, score_name: str
   if hi <= lo:
     lo, hi = lo - 0.5, hi + 0.5
   bin_edges = np.linspace(lo, hi, num_bins + 1)
-  fig = Figure(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4), layout="constrained")
   ax = fig.subplots()
   ax.hist(scores_in, bins=bin_edges, density=True, alpha=0.5, label=in_name)
   ax.hist(scores_out, bins=bin_edges, density=True, alpha=0.5, label=out_name)
@@ -101,7 +101,7 @@ def roc_curves(curves: Mapping[str, tuple[Any, Any]], path: str, *,
     path: where to write the PNG.
     title: figure title.
   """
-  fig = Figure(figsize=(5, 5))
+  fig = Figure(figsize=(5, 5), layout="constrained")
   ax = fig.subplots()
   for name, (fpr, tpr) in curves.items():
     ax.plot(np.asarray(fpr), np.asarray(tpr), label=name)
@@ -126,7 +126,7 @@ def robustness_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float
     norm: `"linf"` (the x axis is then shown in units of 1/255) or `"l2"`.
     title: figure title.
   """
-  fig = Figure(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4), layout="constrained")
   ax = fig.subplots()
   scale = 255.0 if norm == "linf" else 1.0
   for name, (epsilons, accuracies) in curves.items():
@@ -161,7 +161,7 @@ def minimal_epsilon_curves(curves: Mapping[str, Sequence[float]], path: str, *, 
     norm: `"linf"` (x axis in units of 1/255) or `"l2"`.
     title: figure title.
   """
-  fig = Figure(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4), layout="constrained")
   ax = fig.subplots()
   scale = 255.0 if norm == "linf" else 1.0
   right = 0.0
