@@ -284,6 +284,7 @@ def shared_outputs(tmp_path_factory, downloads):
     command = next(c for _, cs in GROUPS for c in cs if _words(c) == words)
 
     def build(folder, command=command):
+      shutil.rmtree(folder / "checkout", ignore_errors=True)  # what a failed try left
       scratch = _scratch(folder)
       _run(command, scratch, _environment(scratch, os.fspath(folder / "DATA"), downloads))
     out[words] = os.path.join(conftest.shared_folder(tmp_path_factory, f"readme_shared_{i}",
