@@ -110,12 +110,18 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, size: tuple[float, float] = (6
 
 
 def save_figure(fig, path: PathLike, *, dpi: int = 100) -> epath.Path:
-  """Writes `fig` as a PNG to `path` (parents created); returns the path."""
+  """Writes `fig` as a PNG to `path` (parents created); returns the path.
+
+  A figure with a layout engine (`new_figure`'s constrained layout) is saved as laid out: a tight
+  bounding box on top would draw it twice (once to measure) for the same margins. Only a figure
+  without one is trimmed to a tight box, so that no label is cut off.
+  """
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
     FigureCanvasAgg(fig)
   with path.open("wb") as f:
-    fig.savefig(f, dpi=dpi, bbox_inches="tight", format="png")
+    tight = "tight" if fig.get_layout_engine() is None else None
+    fig.savefig(f, dpi=dpi, bbox_inches=tight, format="png")
   return path

@@ -20,6 +20,10 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
 - One test per README block and per config file: its commands run in order, in one
   environment (a later command uses what an earlier one wrote). A command that a README block
   already ran, with only such commands before it in its group, is not run twice.
+- A command whose output other groups read (`SHARED`: `make demo`'s runs) runs once per session,
+  as typed in a scratch folder of its own; each group that has it, run or left out as run
+  already, gets a copy of what it wrote, so that configs/demo.py's "one of its runs by hand"
+  resumes the demo's run as the docstring means, instead of training it afresh.
 
 A new command in the README needs nothing here if its program is in `PROGRAMS`; a new program
 needs its entry there (size overrides and the files it writes), and a command that cannot run
@@ -34,6 +38,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from typing import Callable
@@ -81,6 +86,11 @@ TRAIN_SIZE = (
     "--config.eval.pgd_steps=1", "--config.eval.ood_scores=('max_softmax',)",
     "--config.eval.robustness_norms=('linf',)", "--config.eval.epsilons_linf=(0.0,0.03)",
     "--config.progress_bar=False", "--config.tensorboard=False")
+
+
+# Commands (as the shell splits them) whose output later commands of several groups read, with
+# that output: run once per session and copied into each group's scratch folder.
+SHARED = {("python", "-m", "experiments.demo", "--output=runs/demo"): "runs/demo"}
 
 
 def _exists(*parts: str) -> Callable[[dict], list[str]]:
@@ -262,6 +272,35 @@ def prepared_data(tmp_path_factory, downloads):
   return conftest.shared_folder(tmp_path_factory, "readme_prepared", build)
 
 
+@pytest.fixture(scope="session")
+def shared_outputs(tmp_path_factory, downloads):
+  """words -> the folder holding what that `SHARED` command wrote (relative to its scratch).
+
+  Each command runs as typed (size overrides appended) on the first request, in a scratch folder
+  of its own with an empty `$DATA`, as the README's blocks run; the xdist workers share it.
+  """
+  out = {}
+  for i, (words, _) in enumerate(sorted(SHARED.items())):
+    command = next(c for _, cs in GROUPS for c in cs if _words(c) == words)
+
+    def build(folder, command=command):
+      shutil.rmtree(folder / "checkout", ignore_errors=True)  # what a failed try left
+      scratch = _scratch(folder)
+      _run(command, scratch, _environment(scratch, os.fspath(folder / "DATA"), downloads))
+    out[words] = os.path.join(conftest.shared_folder(tmp_path_factory, f"readme_shared_{i}",
+                                                     build), "checkout")
+  return out
+
+
+def _scratch(parent):
+  """A folder that links what a command needs of this checkout."""
+  scratch = parent / "checkout"
+  scratch.mkdir()
+  for entry in LINKED:
+    os.symlink(os.path.join(ROOT, entry), scratch / entry)
+  return scratch
+
+
 def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user has (the suite forces eight)
@@ -312,25 +351,38 @@ def _words(command: Command) -> tuple[str, ...]:
 def test_commands_run_as_typed(name, commands, tmp_path, request):
   skipped = [f"{c.source}: {reason}" for c in commands if (reason := _skip_reason(c))]
   to_run = [c for c in commands if not _skip_reason(c)]
+  ran_before = []  # what a README block ran already, in the same state
   if name.startswith("configs/"):
     ran_in_readme = {_words(c) for _, cs in README for c in cs}
     fresh = []
-    for command in to_run:  # a README block ran this command in the same state already
+    for command in to_run:
       if fresh or _words(command) not in ran_in_readme:
         fresh.append(command)
+      else:
+        ran_before.append(command)
     to_run = fresh
   if not to_run:  # before the data is written: a skipped group needs none
     pytest.skip("; ".join(skipped) or "every command ran in a README block")
   downloads = request.getfixturevalue("downloads")
   data_dir = (request.getfixturevalue("prepared_data") if name.startswith("configs/")
               else os.fspath(tmp_path / "DATA"))
-  scratch = tmp_path / "checkout"
-  scratch.mkdir()
-  for entry in LINKED:
-    os.symlink(os.path.join(ROOT, entry), scratch / entry)
+  scratch = _scratch(tmp_path)
   env = _environment(scratch, data_dir, downloads)
+  for command in ran_before:
+    if _words(command) in SHARED:  # a later command may read what it wrote
+      _copy_shared(command, scratch, request)
   for command in to_run:
-    _run(command, scratch, env)
+    if _words(command) in SHARED:
+      _copy_shared(command, scratch, request)
+    else:
+      _run(command, scratch, env)
+
+
+def _copy_shared(command: Command, scratch, request) -> None:
+  """What a `SHARED` command wrote (it ran once this session, as typed), into `scratch`."""
+  words = _words(command)
+  source = request.getfixturevalue("shared_outputs")[words]
+  shutil.copytree(os.path.join(source, SHARED[words]), scratch / SHARED[words], symlinks=True)
 
 
 # --- the extraction itself -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from ngebm_jax.evaluation import study_statistics
 from ngebm_jax.workflows import calibration_study
 from ngebm_jax.workflows import demo
 from ngebm_jax.workflows import train_and_evaluate
+from tests import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,15 +92,27 @@ def test_training_in_stages_measures_the_newest_parameters(tmp_path):
   assert os.path.getmtime(os.path.join(workdir, train_and_evaluate.STAGES_FILE)) == mtime
 
 
-def test_study_program_writes_its_report(tmp_path):
-  out = str(tmp_path / "study")
-  cmd = [sys.executable, "-m", "experiments.calibration_study",
-         "--config=configs/calibration_study_smoke.py", f"--output={out}",
-         "--config.study.variants=('baseline','ngebm')", "--config.study.seeds=0,1",
-         "--config.study.gammas=0.5,", "--config.study.train_sizes=()",
-         "--config.study.stages=()", "--config.num_steps=10"]  # the peers: their own test
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.fixture(scope="session")
+def program_study(tmp_path_factory):
+  """The study program's output folder: baseline and NG-EBM on seeds 0, 1 and a gamma sweep.
+
+  Written once per session (shared by the xdist workers): its NG-EBM runs are also the
+  finished runs that the study with peers reuses.
+  """
+  def build(folder):
+    out = os.path.join(folder, "study")
+    cmd = [sys.executable, "-m", "experiments.calibration_study",
+           "--config=configs/calibration_study_smoke.py", f"--output={out}",
+           "--config.study.variants=('baseline','ngebm')", "--config.study.seeds=0,1",
+           "--config.study.gammas=0.5,", "--config.study.train_sizes=()",
+           "--config.study.stages=()", "--config.num_steps=10"]  # the peers: their own test
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return os.path.join(conftest.shared_folder(tmp_path_factory, "program_study", build), "study")
+
+
+def test_study_program_writes_its_report(program_study):
+  out = program_study
   with open(os.path.join(out, "results.json")) as f:
     results = json.load(f)
   assert set(results["variants"]) == {"baseline", "ngebm"}
@@ -186,10 +200,14 @@ def test_peer_sweep_plans_chooses_on_validation_and_pairs_by_seed():
   assert study_report.verdict("ece", wide, "a", "b") == "no difference resolved"
 
 
-def test_study_with_peers_writes_the_comparison(tmp_path):
+def test_study_with_peers_writes_the_comparison(tmp_path, program_study):
   config = small_study(variants=("ngebm",), seeds=(0, 1), stages=(), gammas=(), train_sizes=(),
                        peers=("label_smoothing",), peer_sweep_seeds=(0,))
   config.num_steps = 10
+  # NG-EBM's two runs are those of the study program (the same run configs): reused, as a
+  # re-run study reuses its finished runs; the peers' four runs train here.
+  for name in ("ngebm_s0", "ngebm_s1"):
+    shutil.copytree(os.path.join(program_study, "runs", name), tmp_path / "study" / "runs" / name)
   paths = calibration_study.run(config, tmp_path / "study")
   with open(paths["results"]) as f:
     results = json.load(f)

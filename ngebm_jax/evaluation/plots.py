@@ -8,12 +8,21 @@ pyplot, so importing this module changes no global matplotlib state and needs no
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
-from matplotlib.figure import Figure
 import numpy as np
 
 from ngebm_jax import reporting
+
+if TYPE_CHECKING:
+  from matplotlib.figure import Figure
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+  # matplotlib is imported when a figure is drawn, not with this module: importing it takes
+  # most of a second, which every program that imports the evaluation would pay.
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  return Figure(figsize=figsize, layout="constrained")
 
 
 def _save(fig: Figure, path: str) -> str:
@@ -41,7 +50,7 @@ def reliability_diagram(bins: Mapping[str, Any], path: str, *, title: str | None
   left, width = edges[:-1], np.diff(edges)
   filled = count > 0
 
-  fig = Figure(figsize=(5, 6.5))
+  fig = _figure((5, 6.5))
   ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
   ax.bar(left[filled], accuracy[filled], width=width[filled], align="edge", color="tab:blue",
          edgecolor="black", linewidth=0.5, label="accuracy")
@@ -80,10 +89,13 @@ def ood_histogram(scores_in: Any, scores_out: Any, path: str, *, score_name: str
   if hi <= lo:
     lo, hi = lo - 0.5, hi + 0.5
   bin_edges = np.linspace(lo, hi, num_bins + 1)
-  fig = Figure(figsize=(6, 4))
+  fig = _figure((6, 4))
   ax = fig.subplots()
-  ax.hist(scores_in, bins=bin_edges, density=True, alpha=0.5, label=in_name)
-  ax.hist(scores_out, bins=bin_edges, density=True, alpha=0.5, label=out_name)
+  # One filled outline per set ("stepfilled"), not a patch per bin: the same picture, drawn in
+  # half the time (five OOD sets times each score per evaluated run).
+  style = dict(bins=bin_edges, density=True, alpha=0.5, histtype="stepfilled")
+  ax.hist(scores_in, label=in_name, **style)
+  ax.hist(scores_out, label=out_name, **style)
   ax.set_xlabel(score_name)
   ax.set_ylabel("density")
   ax.legend()
@@ -101,7 +113,7 @@ def roc_curves(curves: Mapping[str, tuple[Any, Any]], path: str, *,
     path: where to write the PNG.
     title: figure title.
   """
-  fig = Figure(figsize=(5, 5))
+  fig = _figure((5, 5))
   ax = fig.subplots()
   for name, (fpr, tpr) in curves.items():
     ax.plot(np.asarray(fpr), np.asarray(tpr), label=name)
@@ -126,7 +138,7 @@ def robustness_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float
     norm: `"linf"` (the x axis is then shown in units of 1/255) or `"l2"`.
     title: figure title.
   """
-  fig = Figure(figsize=(6, 4))
+  fig = _figure((6, 4))
   ax = fig.subplots()
   scale = 255.0 if norm == "linf" else 1.0
   for name, (epsilons, accuracies) in curves.items():
@@ -161,7 +173,7 @@ def minimal_epsilon_curves(curves: Mapping[str, Sequence[float]], path: str, *, 
     norm: `"linf"` (x axis in units of 1/255) or `"l2"`.
     title: figure title.
   """
-  fig = Figure(figsize=(6, 4))
+  fig = _figure((6, 4))
   ax = fig.subplots()
   scale = 255.0 if norm == "linf" else 1.0
   right = 0.0

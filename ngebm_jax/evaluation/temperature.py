@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from ngebm_jax.evaluation import calibration
 
@@ -72,6 +71,9 @@ def fit_temperature(logits: Any, labels: Any, *, t_min: float = T_MIN,
     return float(np.mean(m + np.log(np.exp(zs - m[:, None]).sum(axis=1)) - s * z_true))
 
   lo, hi = np.log(t_min), np.log(t_max)
+  # Imported here: scipy.optimize takes about a second to import, and programs that import the
+  # evaluation without fitting a temperature (the benchmark) need not pay it.
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
   result = optimize.minimize_scalar(nll, bounds=(lo, hi), method="bounded",
                                     options=dict(xatol=1e-7))
   # Brent's bounded search never evaluates the bounds themselves: compare with them, so that
