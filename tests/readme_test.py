@@ -104,6 +104,9 @@ class Program:
   writes: Callable[[dict], list[str]]       # files that must exist afterwards
   # Appended only to a command that sets the flag: a grid or a budget sized down, not added.
   if_present: tuple[tuple[str, str], ...] = ()
+  # Appended only to a command that does not set the flag (a tuple flag given twice is
+  # concatenated by ml_collections, not replaced).
+  unless_present: tuple[tuple[str, str], ...] = ()
 
 
 PROGRAMS = {
@@ -135,14 +138,14 @@ PROGRAMS = {
          "--config.dataset.num_test=16", "--config.eval.batch_size=8",
          "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
-        # A tuple flag given twice is concatenated (ml_collections): only empty tuples and
-        # fields no command sets here.
         TRAIN_SIZE + ("--config.study.seeds=(0,)",
                       "--config.study.stages=()", "--config.study.gammas=()",
                       "--config.study.train_sizes=()", "--config.study.sweep_seeds=()",
                       "--config.study.penalty_fractions=()",
                       "--config.study.peers=()"),  # the peers: their own test
-        _exists("output", "report.md")),
+        _exists("output", "report.md"),
+        unless_present=(("config.study.variants",
+                         "--config.study.variants=('baseline','ngebm')"),)),
     "experiments.focus": Program(
         TRAIN_SIZE + ("--config.focus_study.recipes=('ce', 'cyborg')",
                       "--config.focus_study.seeds=(0,)", "--config.focus_study.entropy_sweep=()",
@@ -327,6 +330,8 @@ def _run(command: Command, scratch, env) -> None:
   argv += PROGRAMS[program].overrides
   given = _flags(argv)
   argv += [override for flag, override in PROGRAMS[program].if_present if flag in given]
+  argv += [override for flag, override in PROGRAMS[program].unless_present
+           if flag not in given]
   proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True,
                         timeout=TIMEOUT_S)
   assert proc.returncode == 0, (
