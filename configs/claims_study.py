@@ -31,6 +31,18 @@ and robustness. 21 runs; about 40 minutes on 2 quiet CPU cores (estimated from s
 from configs import calibration_study
 
 
+def claims_evaluation(config):
+  """The claims' evaluators, scores and attack protocol (one noisy copy, no SGLD refinement:
+  the CPU sizing of the docstring); the sizes are the caller's."""
+  e = config.eval
+  e.evaluators = ("classification", "calibration", "ood", "robustness")
+  e.ood_scores = ("log_density", "max_softmax", "approximate_mass")
+  e.robustness_protocol = "paper"
+  e.robustness_norms = ("linf",)
+  e.noise_copies = 1
+  e.refine_steps = 0
+
+
 def get_config():
   config = calibration_study.get_config()
   config.num_steps = 1_000
@@ -39,16 +51,11 @@ def get_config():
   # configs/sgld_embedded.py, which keeps the energies of data and samples bounded.
   config.sgld.num_steps = 5
   config.sgld.energy_l2 = 0.1
-  config.eval.evaluators = ("classification", "calibration", "ood", "robustness")
+  claims_evaluation(config)
   config.eval.max_examples = 1_000  # test images and each OOD set
-  config.eval.ood_scores = ("log_density", "max_softmax", "approximate_mass")
-  config.eval.robustness_protocol = "paper"
-  config.eval.robustness_norms = ("linf",)
   config.eval.robustness_num_examples = 100
   config.eval.pgd_steps = 20
   config.eval.binary_search_steps = 5
-  config.eval.noise_copies = 1
-  config.eval.refine_steps = 0
   config.eval.epsilons_linf = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
   config.eval.epsilons_l2 = (0.0, 0.25, 0.5, 1.0)
   s = config.study

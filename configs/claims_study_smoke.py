@@ -23,13 +23,8 @@ def get_config():
   config.study.seeds = (0, 1)
   config.study.variants = ("baseline", "ngebm")
   config.study.penalty_fractions = (0.5,)
-  config.eval.evaluators = ("classification", "calibration", "ood", "robustness")
-  config.eval.ood_scores = ("log_density", "max_softmax", "approximate_mass")
-  config.eval.robustness_protocol = "paper"
-  config.eval.robustness_norms = ("linf",)
+  claims_study.claims_evaluation(config)
   config.eval.robustness_num_examples = 16
   config.eval.pgd_steps = 2
   config.eval.binary_search_steps = 2
-  config.eval.noise_copies = 1
-  config.eval.refine_steps = 0
   return config

@@ -89,6 +89,27 @@ def fmt(value: Any, spec: str = ".3f", missing: str = "–") -> str:
   return format(value, spec)
 
 
+def mean_sd(stat: Mapping | None, scale: float = 1.0, digits: int = 2, *,
+            signed: bool = False) -> str:
+  """`"mean ± sd"` of an aggregate `{"mean", "sd"}` times `scale` (no sd: the mean alone), or
+  `"–"` when missing."""
+  if not stat or stat.get("mean") is None:
+    return "–"
+  text = f"{scale * stat['mean']:{'+' if signed else ''}.{digits}f}"
+  return text + (f" ± {scale * stat['sd']:.{digits}f}" if stat.get("sd") is not None else "")
+
+
+def interval(d: Mapping | None, scale: float = 1.0, digits: int = 2) -> str:
+  """`"mean [low, high]"` (signed) of a paired difference times `scale` (no interval: the mean
+  alone), or `"–"` when missing."""
+  if not d:
+    return "–"
+  text = f"{scale * d['mean']:+.{digits}f}"
+  if d.get("low") is not None:
+    text += f" [{scale * d['low']:+.{digits}f}, {scale * d['high']:+.{digits}f}]"
+  return text
+
+
 def pct(value: Any, digits: int = 2, missing: str = "–") -> str:
   """A fraction as a percentage (`0.1234` -> `"12.34%"`), or `missing`."""
   text = fmt(None if value is None else 100 * value, f".{digits}f", missing)

@@ -96,21 +96,11 @@ def _scale(unit: str) -> tuple[float, int]:
 
 
 def _mean_sd_text(agg: Mapping | None, unit: str) -> str:
-  if not agg or agg.get("mean") is None:
-    return "–"
-  scale, digits = _scale(unit)
-  text = f"{scale * agg['mean']:.{digits}f}"
-  return text + (f" ± {scale * agg['sd']:.{digits}f}" if agg.get("sd") is not None else "")
+  return reporting.mean_sd(agg, *_scale(unit))
 
 
 def _difference_text(d: Mapping | None, unit: str) -> str:
-  if not d:
-    return "–"
-  scale, digits = _scale(unit)
-  text = f"{scale * d['mean']:+.{digits}f}"
-  if d.get("low") is not None:
-    text += f" [{scale * d['low']:+.{digits}f}, {scale * d['high']:+.{digits}f}]"
-  return text
+  return reporting.interval(d, *_scale(unit))
 
 
 def claim_comparisons(summary: Mapping, runs: Mapping[str, Mapping]) -> dict[str, dict]:

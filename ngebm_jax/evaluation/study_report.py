@@ -24,14 +24,8 @@ OVERCONFIDENT_GAP = 0.05
 
 def _pm(stat: Mapping | None, *, pct: bool = True, digits: int = 2, signed: bool = False) -> str:
   """`mean ± sd` (percent for fractions), `–` when missing."""
-  if not stat or stat.get("mean") is None:
-    return "–"
-  scale = 100.0 if pct else 1.0
-  sign = "+" if signed else ""
-  text = f"{scale * stat['mean']:{sign}.{digits}f}"
-  if stat.get("sd") is not None:
-    text += f" ± {scale * stat['sd']:.{digits}f}"
-  return text + ("%" if pct else "")
+  text = reporting.mean_sd(stat, 100.0 if pct else 1.0, digits, signed=signed)
+  return text + ("%" if pct and text != "–" else "")
 
 
 def _mean(agg: Mapping, key: str) -> float | None:
@@ -113,13 +107,7 @@ HIGHER_IS_BETTER = {"accuracy", "ood_auroc_max_softmax", "ood_auroc_log_density"
 
 
 def _interval(d: Mapping | None, pct: bool) -> str:
-  if not d:
-    return "–"
-  scale, unit, digits = (100.0, "", 2) if pct else (1.0, "", 3)
-  text = f"{scale * d['mean']:+.{digits}f}"
-  if d.get("low") is not None:
-    text += f" [{scale * d['low']:+.{digits}f}, {scale * d['high']:+.{digits}f}]"
-  return text + unit
+  return reporting.interval(d, *((100.0, 2) if pct else (1.0, 3)))
 
 
 def verdict(key: str, d: Mapping | None, first: str, second: str) -> str:
