@@ -136,6 +136,7 @@ def validate_dataset(config) -> None:
   _number("dataset.num_workers", d.num_workers, low=0, integer=True)
   _number("dataset.seed", d.seed, low=0, integer=True)
   _number("dataset.split_seed", d.split_seed, low=0, integer=True)
+  _number("dataset.split_num_validation", d.split_num_validation, low=1, integer=True)
   if info.name == data_lib.FOCUS_TASK:
     from ngebm_jax.data.procedural import focus_task  # pylint: disable=g-import-not-at-top
     _subset_of("dataset.train_kinds", d.train_kinds, focus_task.KINDS)

@@ -94,6 +94,7 @@ NUMERIC = [
     ("focus.alpha", -0.1, r"\[0, 1\]"),
     ("dataset.noise_std", float("nan"), r"\[0, inf\)"),
     ("dataset.split_seed", -1, "integer"),
+    ("dataset.split_num_validation", 0, "integer"),
     ("eval.max_examples", 0, "integer"),
     ("eval.robustness_num_examples", 2.5, "integer"),
     ("eval.refine_steps", -1, "integer"),

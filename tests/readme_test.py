@@ -8,8 +8,8 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
 
 - Data: `$DOWNLOADS` holds tiny datasets in the official archive formats
   (`tests/official_archives.py`: `cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`,
-  `train_32x32.mat`, `test_32x32.mat`, CelebA's five files; CIFAR with 5,200 training images,
-  the fewest that leave a training split beside the recipe's 5,000 validation images). `$DATA`
+  `train_32x32.mat`, `test_32x32.mat`, CelebA's five files; CIFAR with 120 training images, of
+  which the size overrides hold out 32 as validation instead of the recipe's 5,000). `$DATA`
   is empty for a README block (the README prepares what it uses); for a config docstring it
   holds CIFAR-10 and CIFAR-100 already (the docstrings say the data is prepared once, as in
   the README).
@@ -79,7 +79,8 @@ TRAIN_SIZE = (
     "--config.model.name=small_cnn", "--config.model.width=4", "--config.batch_size=16",
     "--config.num_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=2",
     "--config.checkpoint_every_steps=2", "--config.dataset.num_train=64",
-    "--config.dataset.num_validation=32", "--config.dataset.num_test=32",
+    "--config.dataset.num_validation=32", "--config.dataset.split_num_validation=32",
+    "--config.dataset.num_test=32",
     "--config.dataset.num_open_set_test=32", "--config.dataset.num_workers=0",
     "--config.sgld.num_steps=1", "--config.sgld.buffer_size=64", "--config.eval.batch_size=32",
     "--config.eval.max_examples=32", "--config.eval.robustness_num_examples=8",
@@ -262,7 +263,7 @@ def downloads(tmp_path_factory):
   return conftest.shared_folder(
       tmp_path_factory, "readme_downloads",
       lambda folder: official_archives.write_official_archives(
-          folder, per_batch=1040, num_test=100, num_svhn=100))
+          folder, per_batch=24, num_test=100, num_svhn=100))
 
 
 @pytest.fixture(scope="session")
@@ -306,7 +307,7 @@ def _scratch(parent):
 
 def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a user has (the suite forces eight)
+  env["XLA_FLAGS"] = conftest.FAST_COMPILE  # one CPU device, as a user has (the suite forces 8)
   env.update(DATA=data_dir, RUNS=os.fspath(scratch / "RUNS"), DOWNLOADS=downloads,
              TFDS_DATA_DIR=os.fspath(scratch / "tensorflow_datasets"),
              PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))

@@ -401,7 +401,7 @@ def test_recipe_splits_on_prepared_cifar10(prepared, cifar_data):
   assert tfds_sources.num_classes("cifar10", data_dir) == 10
 
 
-def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkeypatch):
+def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared):
   data_dir = prepared[("cifar10", "python")]
   full = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20)
   part = tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=30)
@@ -411,12 +411,11 @@ def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkey
   for bad in (0, 101, True):
     with pytest.raises(ValueError, match="num_train must be in"):
       tfds_sources.recipe_splits("cifar10", data_dir, num_validation=20, num_train=bad)
-  # As training reads it, from config.dataset (-1: all of the recipe's training split).
-  recipe_splits = tfds_sources.recipe_splits
-  monkeypatch.setattr(tfds_sources, "recipe_splits",  # this tiny archive has 120, not 50,000
-                      lambda *a, **k: recipe_splits(*a, num_validation=20, **k))
+  # As training reads it, from config.dataset (-1: all of the recipe's training split); this
+  # tiny archive has 120 training images, so it holds out 20 (split_num_validation), not 5,000.
   config = default.get_config()
   config.dataset.name, config.dataset.data_dir = "cifar10", data_dir
+  config.dataset.split_num_validation = 20
   for num_train, expected in ((-1, 100), (30, 30)):
     config.dataset.num_train = num_train
     sources = data_lib.get_sources(config)
@@ -429,6 +428,9 @@ def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared, monkey
     validation = data_lib.get_sources(config)["validation"]
     assert ({int(archive_index[p]) for p in validation.indices}
             == _jem_validation(120, 20, seed=split_seed))
+  config.dataset.split_num_validation = 120  # leaves no training image
+  with pytest.raises(ValueError, match=r"num_validation must be in \[1, 119\]"):
+    data_lib.get_sources(config)
 
 
 def test_ids_read_fast_and_slow_agree(prepared, monkeypatch):

@@ -83,6 +83,7 @@ def get_sources(config) -> dict:
   num_train = config.dataset.num_train
   return tfds_sources.recipe_splits(info.name, config.dataset.data_dir,
                                     seed=config.dataset.split_seed,
+                                    num_validation=config.dataset.split_num_validation,
                                     num_train=None if num_train < 0 else num_train)
 
 

@@ -23,7 +23,8 @@ The 45,000 / 5,000 split is JEM's: its training script shuffles the training ind
 run's seed instead (`np.random.seed(args.seed)`, `--seed` defaulting to 1234): their published
 commands pass no `--seed`, so they split as JEM does, and a run with another seed validates on
 other images. Here the split's seed is `config.dataset.split_seed` (default 1234, JEM's split
-for every run seed; set it to the run's seed to split as NG-EBM's code would). The indices are
+for every run seed; set it to the run's seed to split as NG-EBM's code would), and its size
+`config.dataset.split_num_validation` (default 5,000, the recipe's). The indices are
 positions in the official archive
 order (torchvision's CIFAR reads `data_batch_1..5` in order). TFDS stores records in a different
 (key-hashed) order but keeps the archive position in the `id` feature (`train_01234`), so the

@@ -231,6 +231,7 @@ def has_saved_step(workdir: str | os.PathLike) -> bool:
 # config read back has them, so it resumes and evaluates as the run was made.
 FIELDS_ADDED = {
     ("dataset", "split_seed"): 1234,   # the validation split's seed was fixed
+    ("dataset", "split_num_validation"): 5000,  # and its size
     ("eval", "refine_steps"): 0,       # the paper protocol had no refinement step
     ("eval", "refine_noise_std"): 0.01,
 }
