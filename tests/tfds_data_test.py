@@ -429,7 +429,8 @@ def test_num_train_takes_the_first_examples_of_the_recipe_split(prepared):
     assert ({int(archive_index[p]) for p in validation.indices}
             == _jem_validation(120, 20, seed=split_seed))
   config.dataset.split_num_validation = 120  # leaves no training image
-  with pytest.raises(ValueError, match=r"num_validation must be in \[1, 119\]"):
+  with pytest.raises(ValueError,
+                     match=r"num_validation must be in \[1, 119\].*split_num_validation"):
     data_lib.get_sources(config)
 
 

@@ -236,7 +236,7 @@ def recipe_split_indices(archive_index: np.ndarray, *,
                      "stored example).")
   if isinstance(num_validation, bool) or not 0 < int(num_validation) < n:
     raise ValueError(f"num_validation must be in [1, {n - 1}] for a training set of {n} "
-                     f"examples; got {num_validation}.")
+                     f"examples (config.dataset.split_num_validation); got {num_validation}.")
   permutation = np.random.RandomState(seed).permutation(n)
   in_validation = np.zeros(n, dtype=bool)
   in_validation[permutation[:int(num_validation)]] = True  # indexed by archive index
