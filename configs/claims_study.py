@@ -25,7 +25,7 @@ steps, 20 bisections, 5 copies, one refinement step; `--config.eval.pgd_steps=40
 restore it, at about 20 times the cost). The report (`ngebm_jax.evaluation.claims_report`) gives
 every variant minus the baseline paired by seed with a 95% t-interval, claim by claim and OOD
 set by set (named with their separability), and the training seconds per run beside ECE, AUROC
-and robustness. 21 runs; about 40 minutes on 2 quiet CPU cores (estimated from step times).
+and robustness. 21 runs; 22 minutes on 2 quiet CPU cores.
 """
 
 from configs import calibration_study

@@ -5,9 +5,6 @@ Compiled programs are cached on disk (and shared with subprocesses and xdist wor
 tests compile the same smoke-config step. Every program is cached, however fast it compiled: a
 threshold would make what is cached depend on the machine's load, and the many small evaluation
 programs (noisy logits, OOD scores, PGD) add up over the README's fifty commands.
-XLA compiles with LLVM's optimizations off (`FAST_COMPILE`, which every subprocess inherits):
-the tests' programs are tiny, so from a cold cache compiling them costs far more than running
-them. The code paths are the same; only the machine code is slower.
 """
 
 import fcntl
@@ -15,8 +12,7 @@ import os
 import sys
 import tempfile
 
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "ngebm_jax_test_compilation_cache"))
