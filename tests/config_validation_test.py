@@ -160,8 +160,13 @@ def test_a_config_without_a_saved_step_is_a_fresh_start(tmp_path):
 
 def test_configs_saved_before_new_fields_read_back_with_the_values_they_ran_with(tmp_path):
   config = smoke.get_config().to_dict()
+  config["dataset"]["split_num_validation"] = 32
   del config["dataset"]["split_seed"], config["eval"]["refine_steps"]
   (tmp_path / "config.json").write_text(json.dumps(config))
   loaded = ckpt_lib.load_config(str(tmp_path))
   assert loaded.dataset.split_seed == 1234 and loaded.eval.refine_steps == 0
+  assert loaded.dataset.split_num_validation == 32  # a saved value is kept
+  del config["dataset"]["split_num_validation"]
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  assert ckpt_lib.load_config(str(tmp_path)).dataset.split_num_validation == 5000
   config_validation.validate_config(loaded, 1)

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from tests import conftest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,7 +29,7 @@ def _launch(workdir: str, *overrides: str) -> list[subprocess.Popen]:
     env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                JAX_PROCESS_ID=str(process_id), JAX_PLATFORMS="cpu",
                JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+               XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {conftest.FAST_COMPILE}")
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "experiments.train", "--config=configs/smoke.py",
          f"--workdir={workdir}", "--config.num_steps=10", "--config.tensorboard=False",

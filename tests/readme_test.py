@@ -307,7 +307,7 @@ def _scratch(parent):
 
 def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a user has (the suite forces eight)
+  env["XLA_FLAGS"] = conftest.FAST_COMPILE  # one CPU device, as a user has (the suite forces 8)
   env.update(DATA=data_dir, RUNS=os.fspath(scratch / "RUNS"), DOWNLOADS=downloads,
              TFDS_DATA_DIR=os.fspath(scratch / "tensorflow_datasets"),
              PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
