@@ -37,6 +37,8 @@ def get_config():
   config.eval.evaluators = ("classification", "calibration", "ood", "robustness")
   config.eval.ood_scores = ("max_softmax", "log_density")
   config.eval.robustness_norms = ("linf",)
+  # The study's report draws its figures from every run's numbers; per-run PNGs are left out.
+  config.eval.figures = False
   # What the study trains (ngebm_jax/workflows/calibration_study.py); not part of any run's
   # config, so adding a seed leaves the finished runs reusable.
   config.study = ml_collections.ConfigDict(dict(

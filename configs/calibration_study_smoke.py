@@ -15,6 +15,7 @@ def get_config():
   config = smoke.get_config()
   config.dataset.augment = False
   config.eval.evaluators = ("classification", "calibration")
+  config.eval.figures = False  # as configs/calibration_study.py
   config.study = calibration_study.get_config().study
   config.study.seeds = (0, 1)
   config.study.sweep_seeds = (0, 1)

@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
       flip=config_dict.placeholder(bool),
       noise_std=0.03,    # Gaussian noise on every input, train and test
       num_workers=0,     # grain worker processes that read and batch (they pay for decoding)
+      read_threads=0,    # grain threads reading batches ahead, per process (see data/pipeline.py)
       prefetch=2,        # batches put on the devices and augmented ahead of the step
       poison_batch=-1,   # tests only: makes that batch NaN
       # focus_task only (ngebm_jax/data/procedural/focus_task.py):
@@ -128,6 +129,10 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=500,
       seed=0,            # keys of the evaluation: test-time noise per split, PGD starts
       num_bins=20,       # ECE and reliability-diagram bins
+      # Per-run figures (reliability diagrams, OOD histograms and ROC curves, robustness
+      # curves) beside results.json. The study configs turn them off: their reports draw
+      # their own, and a claims-study run would otherwise write 25 PNGs.
+      figures=True,
       # First N test / OOD images, and at most N attacked images (robustness_num_examples
       # caps them further); unset: all. The one knob that sizes every evaluator.
       max_examples=config_dict.placeholder(int),

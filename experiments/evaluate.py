@@ -68,6 +68,8 @@ _EPS_L2 = flags.DEFINE_list("epsilons_l2", None, "config.eval.epsilons_l2: L2 ep
                             f"pixel units. {_SAME}")
 _SEED = flags.DEFINE_integer("seed", None, "config.eval.seed: the evaluation's keys (input "
                              f"noise, PGD). {_SAME}")
+_FIGURES = flags.DEFINE_bool("figures", None, "config.eval.figures: per-run figures (reliability "
+                              f"diagrams, OOD histograms and ROC, robustness curves). {_SAME}")
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -92,7 +94,7 @@ def main(argv):
       pgd_steps=_PGD_STEPS.value, pgd_step_size=_PGD_STEP_SIZE.value,
       robustness_num_examples=_ROBUST_N.value, refine_steps=_REFINE_STEPS.value,
       refine_noise_std=_REFINE_NOISE.value, epsilons_linf=_epsilons(_EPS_LINF.value),
-      epsilons_l2=_epsilons(_EPS_L2.value), seed=_SEED.value)
+      epsilons_l2=_epsilons(_EPS_L2.value), seed=_SEED.value, figures=_FIGURES.value)
   written = evaluate_runs.evaluate_workdirs(
       _WORKDIR.value, _OUTPUT.value, names=_NAME.value, split=_SPLIT.value,
       overrides={k: v for k, v in overrides.items() if v is not None})

@@ -134,6 +134,7 @@ def validate_dataset(config) -> None:
         "or use objective 'focus' with focus.human_weight=0.")
   _number("dataset.noise_std", d.noise_std, low=0)
   _number("dataset.num_workers", d.num_workers, low=0, integer=True)
+  _number("dataset.read_threads", d.read_threads, low=0, integer=True)
   _number("dataset.seed", d.seed, low=0, integer=True)
   _number("dataset.split_seed", d.split_seed, low=0, integer=True)
   _number("dataset.split_num_validation", d.split_num_validation, low=1, integer=True)
@@ -167,6 +168,7 @@ def validate_evaluation(config) -> None:
                "robustness_num_examples"):
     _number(f"eval.{name}", e[name], low=1, integer=True)
   _number("eval.seed", e.seed, low=0, integer=True)
+  _one_of("eval.figures", e.figures, (True, False))
   _number("eval.refine_steps", e.refine_steps, low=0, integer=True)
   _number("eval.refine_noise_std", e.refine_noise_std, low=0)
   if e.max_examples is not None:

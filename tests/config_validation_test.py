@@ -95,6 +95,7 @@ NUMERIC = [
     ("dataset.noise_std", float("nan"), r"\[0, inf\)"),
     ("dataset.split_seed", -1, "integer"),
     ("dataset.split_num_validation", 0, "integer"),
+    ("dataset.read_threads", -1, "integer"),
     ("eval.max_examples", 0, "integer"),
     ("eval.robustness_num_examples", 2.5, "integer"),
     ("eval.refine_steps", -1, "integer"),
@@ -162,9 +163,11 @@ def test_configs_saved_before_new_fields_read_back_with_the_values_they_ran_with
   config = smoke.get_config().to_dict()
   config["dataset"]["split_num_validation"] = 32
   del config["dataset"]["split_seed"], config["eval"]["refine_steps"]
+  del config["dataset"]["read_threads"]
   (tmp_path / "config.json").write_text(json.dumps(config))
   loaded = ckpt_lib.load_config(str(tmp_path))
   assert loaded.dataset.split_seed == 1234 and loaded.eval.refine_steps == 0
+  assert loaded.dataset.read_threads == 0
   assert loaded.dataset.split_num_validation == 32  # a saved value is kept
   del config["dataset"]["split_num_validation"]
   (tmp_path / "config.json").write_text(json.dumps(config))

@@ -145,6 +145,18 @@ def test_calibration_figures_match_slow_references(evaluated):
   assert cal["clean"]["accuracy"] == pytest.approx(np.mean(clean.argmax(1) == labels))
 
 
+def test_figures_off_draw_nothing_and_change_no_figure(evaluated, tmp_path):
+  _, _, inputs, figures = evaluated
+  inputs = dataclasses.replace(inputs, options=dataclasses.replace(inputs.options, figures=False))
+  names = ["calibration", "ood", "robustness"]
+  bare = evaluators.run_evaluators(names, inputs, str(tmp_path))
+  assert not os.listdir(tmp_path)
+  for name in names:
+    assert bare[name].pop("plots") == {}
+    assert reporting.to_jsonable(bare[name]) == reporting.to_jsonable(
+        {k: v for k, v in figures[name].items() if k != "plots"})
+
+
 def test_no_validation_images_no_temperature(tmp_path):
   inputs = make_inputs()
   inputs = evaluators.EvalInputs(apply_fn=linear, params=inputs.params, images=inputs.images,

@@ -38,6 +38,16 @@ def test_host_batches_are_uint8_with_their_position():
     assert int(batch["batch_index"]) == index
 
 
+def test_read_threads_read_the_batches_none_read():
+  # Grain's threads read batches ahead; the stream and its resumable state stay the same.
+  none, threads = (iter(pipeline.train_dataset(_source(), pipeline.PipelineOptions(
+      batch_size=8, seed=3, read_threads=n))) for n in (0, 3))
+  for _ in range(12):  # past an epoch of 8 batches
+    a, b = next(none), next(threads)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+  assert none.get_state() == threads.get_state()
+
+
 def test_device_stream_is_deterministic_and_resumes_past_its_prefetch():
   options = pipeline.PipelineOptions(batch_size=8, seed=5)
   a = _device_stream(options)

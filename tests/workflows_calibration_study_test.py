@@ -137,6 +137,7 @@ def test_study_program_writes_its_report(program_study):
 def test_demo_reports_calibration_first(tmp_path):
   config = small_config()
   config.eval.evaluators = ("classification", "calibration", "robustness")
+  config.eval.figures = True  # the demo's report links each run's reliability diagrams
   config.eval.pgd_steps = 2
   config.eval.robustness_num_examples = 8
   written = demo.run(config, str(tmp_path / "demo"), ("baseline", "ngebm"), stages=[10])

@@ -60,6 +60,8 @@ class EvalOptions:
     refine_steps: "paper" protocol: SGLD steps on log p~(x) that refine each copy before it is
       classified (the reference's `--n_steps_refine 1`; `robustness.refine`); 0: none.
     refine_noise_std: std of their Langevin noise, model units (the reference's 0.01).
+    figures: whether the evaluators draw their figures (PNGs under their `output_dir`); off,
+      their `plots` are empty and the report says "–" where it would link one.
   """
   noise_std: float
   batch_size: int
@@ -75,6 +77,7 @@ class EvalOptions:
   noise_copies: int
   refine_steps: int
   refine_noise_std: float
+  figures: bool = True
 
   @classmethod
   def from_config(cls, config) -> "EvalOptions":

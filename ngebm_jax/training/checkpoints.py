@@ -234,6 +234,8 @@ FIELDS_ADDED = {
     ("dataset", "split_num_validation"): 5000,  # and its size
     ("eval", "refine_steps"): 0,       # the paper protocol had no refinement step
     ("eval", "refine_noise_std"): 0.01,
+    ("dataset", "read_threads"): 0,    # grain's read threads; they change no batch
+    ("eval", "figures"): True,         # per-run figures were always drawn
 }
 
 

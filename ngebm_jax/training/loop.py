@@ -50,7 +50,8 @@ from ngebm_jax.training.state import TrainState, optimizer_from_config
 # ("race" and "focus_study" are the benchmark's and the focus study's, which training never reads).
 RESUMABLE_FIELDS = ("allow_config_change", "num_steps", "num_epochs", "log_every_steps",
                     "eval_every_steps", "checkpoint_every_steps", "progress_bar",
-                    "dataset.data_dir", "dataset.num_workers", "dataset.prefetch", "eval",
+                    "dataset.data_dir", "dataset.num_workers", "dataset.read_threads",
+                    "dataset.prefetch", "eval",
                     "compilation_cache_dir", "max_restarts", "race", "focus_study")
 
 
@@ -120,7 +121,8 @@ def train_iterator(config, source, mesh, *, seed_offset: int = 0):
   flip = d.flip if d.flip is not None else data_lib.dataset_info(config).flip
   options = pipeline.PipelineOptions(
       batch_size=config.batch_size // jax.process_count(), augment=d.augment, flip=flip,
-      noise_std=d.noise_std, num_workers=d.num_workers, seed=config.seed + seed_offset,
+      noise_std=d.noise_std, num_workers=d.num_workers, read_threads=d.read_threads,
+      seed=config.seed + seed_offset,
       poison_batch=d.poison_batch,
       unlabelled_batch=objective_registry.needs_unlabelled_batch(config))
   host = iter(pipeline.train_dataset(source, options, process_index=jax.process_index(),

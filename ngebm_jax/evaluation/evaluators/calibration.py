@@ -64,10 +64,11 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
       bins_ts=None,
       plots={},
   )
-  plot = plots.reliability_diagram(
-      noisy["bins"], os.path.join(output_dir, "reliability.png"),
-      title=f"Reliability ({num_bins} bins)", ece=noisy["ece"])
-  out["plots"]["reliability"] = os.path.relpath(plot, output_dir)
+  if inputs.options.figures:
+    plot = plots.reliability_diagram(
+        noisy["bins"], os.path.join(output_dir, "reliability.png"),
+        title=f"Reliability ({num_bins} bins)", ece=noisy["ece"])
+    out["plots"]["reliability"] = os.path.relpath(plot, output_dir)
   val_logits = validation_logits(inputs)
   if val_logits is None:
     logging.warning("No validation images: no temperature scaling.")
@@ -80,10 +81,11 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
   out.update(temperature=t, temperature_fitted_on=f"validation ({val_logits.shape[0]} images)",
              **{f"{k}_ts": scaled[k] for k in CALIBRATION_FIGURES if k != "ece_paper"},
              ece_paper_ts=scaled_clean["ece_center"], bins_ts=scaled["bins"])
-  plot = plots.reliability_diagram(
-      scaled["bins"], os.path.join(output_dir, "reliability_ts.png"),
-      title=f"Reliability after temperature scaling (T = {t:.3g})", ece=scaled["ece"])
-  out["plots"]["reliability_ts"] = os.path.relpath(plot, output_dir)
+  if inputs.options.figures:
+    plot = plots.reliability_diagram(
+        scaled["bins"], os.path.join(output_dir, "reliability_ts.png"),
+        title=f"Reliability after temperature scaling (T = {t:.3g})", ece=scaled["ece"])
+    out["plots"]["reliability_ts"] = os.path.relpath(plot, output_dir)
   return out
 
 

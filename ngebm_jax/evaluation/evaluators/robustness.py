@@ -60,7 +60,8 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
           refine_noise_std=float(opts.refine_noise_std),
           noise_copies=int(opts.noise_copies) if sigma > 0 or (
               opts.refine_steps > 0 and opts.refine_noise_std > 0) else 1)
-      plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
+      if opts.figures:
+        plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
     else:
       acc = robustness.robust_accuracy(
           inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, epsilons=epsilons,
@@ -68,9 +69,11 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
           noise_std=opts.noise_std)
       out[norm] = dict(epsilons=[float(e) for e in acc],
                        accuracy=[float(a) for a in acc.values()])
-      plots.robustness_curves({"this run": (out[norm]["epsilons"], out[norm]["accuracy"])},
-                              path, norm=norm)
-    out["plots"][norm] = os.path.relpath(path, output_dir)
+      if opts.figures:
+        plots.robustness_curves({"this run": (out[norm]["epsilons"], out[norm]["accuracy"])},
+                                path, norm=norm)
+    if opts.figures:
+      out["plots"][norm] = os.path.relpath(path, output_dir)
   return out
 
 
