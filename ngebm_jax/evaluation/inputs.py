@@ -77,7 +77,7 @@ class EvalOptions:
   noise_copies: int
   refine_steps: int
   refine_noise_std: float
-  figures: bool = True
+  figures: bool
 
   @classmethod
   def from_config(cls, config) -> "EvalOptions":
