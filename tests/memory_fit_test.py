@@ -1,5 +1,6 @@
 """The largest batch within a memory budget: the search, and the compiled steps it reads."""
 
+import numpy as np
 import pytest
 
 from configs import benchmark_tiny
@@ -22,6 +23,20 @@ def test_search_finds_the_largest_fitting_multiple_of_an_affine_memory(budget_mi
   assert len(calls) == len(set(calls)) <= 6  # the line's guess, then a check: few compiles
   if expected:
     assert found["peak_bytes"] == (4 + expected) * MIB
+
+
+def test_search_lands_next_to_the_answer_when_memory_grows_faster_than_the_first_line():
+  # XLA's figures of the tiny NG-EBM step (bytes per batch), which grow a little faster than
+  # the line through batches 8 and 16: the answer is found in four compilations.
+  figures = {8: 1321332, 16: 2404180, 80: 11855188, 112: 16581332, 128: 18944596,
+             136: 20126196, 144: 21306260, 152: 22489012, 160: 23669588}
+  batches = sorted(figures)
+  peak = lambda b: np.interp(b, batches, [figures[x] for x in batches])
+  calls = []
+  found = memory_fit.largest_batch(lambda b: calls.append(b) or peak(b), 0.02 * 2**30,
+                                   multiple=8, max_batch=160)
+  brute = max(b for b in range(8, 161, 8) if peak(b) <= 0.02 * 2**30)
+  assert found["batch_size"] == brute == 144 and len(calls) == len(set(calls)) == 4
 
 
 def test_search_bisects_when_memory_is_not_affine():
