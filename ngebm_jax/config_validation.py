@@ -168,7 +168,8 @@ def validate_evaluation(config) -> None:
                "robustness_num_examples"):
     _number(f"eval.{name}", e[name], low=1, integer=True)
   _number("eval.seed", e.seed, low=0, integer=True)
-  _one_of("eval.figures", e.figures, (True, False))
+  if not isinstance(e.figures, bool):
+    raise ValueError(f"config.eval.figures must be True or False; got {e.figures!r}.")
   _number("eval.refine_steps", e.refine_steps, low=0, integer=True)
   _number("eval.refine_noise_std", e.refine_noise_std, low=0)
   if e.max_examples is not None:

@@ -52,18 +52,19 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
       m = ood.ood_metrics(scores_in[s], scores_out[s])
       metrics[set_name][s] = m
       means[set_name][s] = float(np.mean(scores_out[s]))
-      if not inputs.options.figures:
-        continue
-      roc[s][f"{set_name} (AUROC {m['auroc']:.3f})"] = ood.roc_curve(scores_in[s], scores_out[s])
-      path = plots.ood_histogram(
-          scores_in[s], scores_out[s],
-          os.path.join(output_dir, f"ood_hist_{s}_{_slug(set_name)}.png"),
-          score_name=ood.SCORE_TITLES[s], in_name="test", out_name=set_name)
-      plot_paths[f"hist/{s}/{set_name}"] = os.path.relpath(path, output_dir)
-  for s in score_names if inputs.options.figures else ():
-    path = plots.roc_curves(roc[s], os.path.join(output_dir, f"roc_{s}.png"),
-                            title=f"ROC, score {ood.SCORE_TITLES[s]}")
-    plot_paths[f"roc/{s}"] = os.path.relpath(path, output_dir)
+      if inputs.options.figures:
+        roc[s][f"{set_name} (AUROC {m['auroc']:.3f})"] = ood.roc_curve(scores_in[s],
+                                                                       scores_out[s])
+        path = plots.ood_histogram(
+            scores_in[s], scores_out[s],
+            os.path.join(output_dir, f"ood_hist_{s}_{_slug(set_name)}.png"),
+            score_name=ood.SCORE_TITLES[s], in_name="test", out_name=set_name)
+        plot_paths[f"hist/{s}/{set_name}"] = os.path.relpath(path, output_dir)
+  if inputs.options.figures:
+    for s in score_names:
+      path = plots.roc_curves(roc[s], os.path.join(output_dir, f"roc_{s}.png"),
+                              title=f"ROC, score {ood.SCORE_TITLES[s]}")
+      plot_paths[f"roc/{s}"] = os.path.relpath(path, output_dir)
   return dict(metrics=metrics, score_means=means, num_in=int(inputs.images.shape[0]),
               num_out={k: int(np.shape(v)[0]) for k, v in inputs.ood_images.items()},
               noise_std={k: noise_std_of(k) for k in ("in_distribution", *inputs.ood_images)},

@@ -38,7 +38,6 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
   for norm in opts.robustness_norms:
     epsilons = tuple(opts.epsilons[norm])
     key = purpose_key(inputs.key, "pgd/" + norm)
-    path = os.path.join(output_dir, f"robustness_{norm}.png")
     if opts.robustness_protocol == "paper":
       # The reference attacks 5 noisy copies (sigma 0.03) under L-inf, the clean model under L2.
       sigma = float(opts.noise_std) if norm == "linf" else 0.0
@@ -60,8 +59,6 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
           refine_noise_std=float(opts.refine_noise_std),
           noise_copies=int(opts.noise_copies) if sigma > 0 or (
               opts.refine_steps > 0 and opts.refine_noise_std > 0) else 1)
-      if opts.figures:
-        plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
     else:
       acc = robustness.robust_accuracy(
           inputs.apply_fn, inputs.params, x, y, key=key, norm=norm, epsilons=epsilons,
@@ -69,10 +66,13 @@ def evaluate(inputs: EvalInputs, output_dir: str) -> dict:
           noise_std=opts.noise_std)
       out[norm] = dict(epsilons=[float(e) for e in acc],
                        accuracy=[float(a) for a in acc.values()])
-      if opts.figures:
+    if opts.figures:
+      path = os.path.join(output_dir, f"robustness_{norm}.png")
+      if opts.robustness_protocol == "paper":
+        plots.minimal_epsilon_curves({"this run": min_eps}, path, norm=norm)
+      else:
         plots.robustness_curves({"this run": (out[norm]["epsilons"], out[norm]["accuracy"])},
                                 path, norm=norm)
-    if opts.figures:
       out["plots"][norm] = os.path.relpath(path, output_dir)
   return out
 
