@@ -13,7 +13,6 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
@@ -124,14 +123,14 @@ def build_step(variant: Variant, mesh, example_batch: dict, *, num_classes: int,
   """
   config = variant.config
   fns, params = models.from_config(config, num_classes)
-  # A host copy: the step donates its state, so every fresh state needs buffers of its own.
+  # A host copy: the step donates its state, so every fresh state needs buffers of its own
+  # (`init_train_state` builds each in one program, from these).
   params = jax.device_get(params)
   objective = objective_registry.make_objective(config, fns)
   optimizer = optimizer_from_config(config, steps_per_epoch)
 
   def init_state() -> TrainState:
-    return loop.init_train_state(config, objective, jax.tree.map(jnp.array, params), optimizer,
-                                 image_shape, mesh)
+    return loop.init_train_state(config, objective, params, optimizer, image_shape, mesh)
 
   state = init_state()
   step = spmd.make_train_step(objective.loss_fn, optimizer, mesh, state,
