@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # that runs out taking pending tests from the other, instead of two workers waiting on the last
 # long one at the end.
 _LONG_FIRST = ("readme_test.py", "workflows_", "multihost_test.py", "resume_test.py",
-               "train_sgld_test.py")
+               "train_sgld_test.py", "docs_test.py::test_the_api_reference_builds")
 
 
 def pytest_collection_modifyitems(config, items):

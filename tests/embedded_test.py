@@ -157,6 +157,12 @@ def test_ood_sets(small):
   for name in sets:
     np.testing.assert_array_equal(again[name], sets[name])
     assert np.any(other[name] != sets[name]), name
+  # A subset is the same sets: each has its own seed, whatever else is generated.
+  subset = embedded.ood_sets(images, seed=0, names=("shifted", "uniform"))
+  assert list(subset) == ["shifted", "uniform"]
+  for name, x in subset.items():
+    np.testing.assert_array_equal(x, sets[name])
+  assert embedded.ood_sets(images, seed=0, names=()) == {}
   # Constant images are constant; uniform noise covers the range.
   c = sets["constant"].reshape(40, -1, 3)
   assert np.all(c == c[:, :1])
@@ -189,6 +195,8 @@ def test_ood_sets_validates_arguments(small):
     embedded.ood_sets(small["test"]["image"][:1], seed=0)
   with pytest.raises(ValueError, match="num_examples"):
     embedded.ood_sets(small["test"]["image"][:4], seed=0, num_examples=0)
+  with pytest.raises(ValueError, match=r"\['svhn'\] do not exist"):
+    embedded.ood_sets(small["test"]["image"][:4], seed=0, names=("digits", "svhn"))
 
 
 def test_load_arrays_are_read_only(small):

@@ -19,11 +19,14 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
   relative outputs (`runs/demo`) land in the scratch folder. `python` is this interpreter.
 - One test per README block and per config file: its commands run in order, in one
   environment (a later command uses what an earlier one wrote). A command that a README block
-  already ran, with only such commands before it in its group, is not run twice.
-- A command whose output other groups read (`SHARED`: `make demo`'s runs) runs once per session,
-  as typed in a scratch folder of its own; each group that has it, run or left out as run
-  already, gets a copy of what it wrote, so that configs/demo.py's "one of its runs by hand"
-  resumes the demo's run as the docstring means, instead of training it afresh.
+  already ran, with only such commands before it in its group, is not run twice; nor is a
+  group's last command when a README block ran it the same way (size overrides appended) into
+  a folder that no earlier command of its group writes.
+- A command whose output other groups or test modules read (`SHARED`: `make demo`'s runs, the
+  GPU check) runs once per session, as typed in a scratch folder of its own; each group that has
+  it, run or left out as run already, gets a copy of what it wrote, so that configs/demo.py's
+  "one of its runs by hand" resumes the demo's run as the docstring means, instead of training
+  it afresh. Other test modules read it through the `shared_outputs` fixture.
 
 A new command in the README needs nothing here if its program is in `PROGRAMS`; a new program
 needs its entry there (size overrides and the files it writes), and a command that cannot run
@@ -45,6 +48,7 @@ from typing import Callable
 
 import pytest
 
+from configs import demo as demo_config
 from ngebm_jax import reporting
 from ngebm_jax.data import prepare
 from tests import conftest
@@ -89,9 +93,27 @@ TRAIN_SIZE = (
     "--config.progress_bar=False", "--config.tensorboard=False")
 
 
-# Commands (as the shell splits them) whose output later commands of several groups read, with
-# that output: run once per session and copied into each group's scratch folder.
-SHARED = {("python", "-m", "experiments.demo", "--output=runs/demo"): "runs/demo"}
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+  output: str                         # what the command writes (relative to its scratch)
+  overrides: tuple[str, ...] = ()     # appended after its program's size overrides (a flag
+                                      # given here is one the program's `unless_present` skips)
+
+
+# Commands (as the shell splits them) whose output other groups or test modules read: run once
+# per session and copied into each group's scratch folder (`shared_outputs` gives the folder).
+SHARED = {
+    # `make demo`'s runs, with their figures: the README's evaluation block reads them, and
+    # tests/workflows_calibration_study_test.py checks the report and the figures it links.
+    ("python", "-m", "experiments.demo", "--output=runs/demo"): Shared(
+        "runs/demo", ("--config.eval.figures=True",
+                      f"--config.eval.evaluators={tuple(demo_config.get_config().eval.evaluators)}"
+                      .replace(" ", ""))),
+    # What tests/workflows_gpu_check_test.py checks of `make gpu-check`'s program.
+    ("python", "-m", "experiments.gpu_check", "--config=configs/gpu_check.py",
+     "--output=runs/gpu_check"): Shared("runs/gpu_check"),
+}
 
 
 def _exists(*parts: str) -> Callable[[dict], list[str]]:
@@ -114,9 +136,20 @@ PROGRAMS = {
     "experiments.prepare_data": Program(("--nostrict",), _exists("data_dir", "dataset")),
     # A run's figures (reliability diagrams, OOD histograms, PGD curves; about 2 s a run) are
     # drawn by the demo's runs here, and checked by tests/evaluation_report_test.py.
+    # Their OOD and PGD evaluation (about 3 s a run: scikit-learn's import, the OOD sets, two more
+    # programs) is what `experiments.evaluate` runs, which the README's blocks run on trained runs.
     "experiments.train": Program(TRAIN_SIZE + ("--config.eval.figures=False",),
-                                 _exists("workdir", "results.json")),
-    "experiments.demo": Program(TRAIN_SIZE, _exists("output", "report", "report.md")),
+                                 _exists("workdir", "results.json"),
+                                 unless_present=(("config.eval.evaluators",
+                                                  "--config.eval.evaluators=('classification',"
+                                                  "'calibration')"),)),
+    # The shared `make demo` run draws its figures and runs every evaluator (`SHARED`); the other
+    # demos (on CIFAR-10, with the peers) draw none, and leave OOD and PGD to it.
+    "experiments.demo": Program(TRAIN_SIZE + ("--config.eval.figures=False",),
+                                _exists("output", "report", "report.md"),
+                                unless_present=(("config.eval.evaluators",
+                                                 "--config.eval.evaluators=('classification',"
+                                                 "'calibration')"),)),
     "experiments.evaluate": Program(
         ("--max_examples=32", "--robustness_num_examples=8", "--pgd_steps=1",
          "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5"), _exists("output", "report.md")),
@@ -131,19 +164,23 @@ PROGRAMS = {
          "--config.dataset.num_train=64", "--config.dataset.num_validation=32",
          "--config.dataset.num_test=32"),
         _exists("output", "benchmark.md"),  # a grid writes no benchmark.json
-        if_present=(("batch_sizes", "--batch_sizes=8,16"), ("dtypes", "--dtypes=float32"),
+        # One setting: tests/workflows_benchmark_test.py runs a grid of several.
+        if_present=(("batch_sizes", "--batch_sizes=8"), ("dtypes", "--dtypes=float32"),
                     ("fit_memory_gib", "--fit_memory_gib=0.02"))),
-    "experiments.gpu_check": Program(  # the grid and the run of tests/workflows_gpu_check_test
-        ("--config.on_cpu=run", "--config.model.name=small_cnn", "--config.model.width=4",
+    # A WRN-10-1 (the Wide-ResNet code path, with its FLOPs counted by hand in the report), batch
+    # 8 in two dtypes, baseline and SGLD-EBM K = 1, then 4 training steps on a little data: what
+    # tests/workflows_gpu_check_test.py checks of the shared run (`SHARED`).
+    "experiments.gpu_check": Program(
+        ("--config.on_cpu=run", "--config.model.depth=10", "--config.model.width=1",
          "--config.batch_size=8", "--config.gpu_check.batch_sizes=(8,)",
-         "--config.gpu_check.dtypes=('float32',)", "--config.gpu_check.train_dtype=float32",
-         "--config.gpu_check.objectives=('baseline',)", "--config.gpu_check.steps=1",
-         "--config.gpu_check.warmup=1", "--config.gpu_check.train_steps=2",
-         "--config.gpu_check.train_objective=baseline", "--config.log_every_steps=1",
-         "--config.eval_every_steps=2", "--config.checkpoint_every_steps=2",
-         "--config.dataset.num_train=64", "--config.dataset.num_validation=16",
-         "--config.dataset.num_test=16", "--config.eval.batch_size=8",
-         "--config.eval.max_examples=16"), _exists("output", "gpu_check.md")),
+         "--config.gpu_check.objectives=('baseline','sgld')", "--config.gpu_check.sgld_steps=1",
+         "--config.gpu_check.steps=1", "--config.gpu_check.warmup=1",
+         "--config.gpu_check.train_steps=4", "--config.gpu_check.train_objective=baseline",
+         "--config.log_every_steps=2", "--config.eval_every_steps=4",
+         "--config.checkpoint_every_steps=4", "--config.dataset.num_train=64",
+         "--config.dataset.num_validation=16", "--config.dataset.num_test=16",
+         "--config.eval.batch_size=8", "--config.eval.max_examples=16",
+         "--config.sgld.buffer_size=32"), _exists("output", "gpu_check.md")),
     "experiments.calibration_study": Program(
         TRAIN_SIZE + ("--config.study.seeds=(0,)",
                       "--config.study.stages=()", "--config.study.gammas=()",
@@ -283,23 +320,25 @@ def prepared_data(tmp_path_factory, downloads):
 
 
 @pytest.fixture(scope="session")
-def shared_outputs(tmp_path_factory, downloads):
-  """words -> the folder holding what that `SHARED` command wrote (relative to its scratch).
+def shared_outputs(tmp_path_factory, downloads) -> Callable[[tuple[str, ...]], str]:
+  """A function: a `SHARED` command's words -> the folder it ran in (its outputs are relative).
 
-  Each command runs as typed (size overrides appended) on the first request, in a scratch folder
+  Each command runs as typed (size overrides appended) on its first request, in a scratch folder
   of its own with an empty `$DATA`, as the README's blocks run; the xdist workers share it.
   """
-  out = {}
-  for i, (words, _) in enumerate(sorted(SHARED.items())):
+  names = {words: f"readme_shared_{i}" for i, words in enumerate(sorted(SHARED))}
+
+  def folder_of(words: tuple[str, ...]) -> str:
     command = next(c for _, cs in GROUPS for c in cs if _words(c) == words)
 
-    def build(folder, command=command):
+    def build(folder):
       shutil.rmtree(folder / "checkout", ignore_errors=True)  # what a failed try left
       scratch = _scratch(folder)
-      _run(command, scratch, _environment(scratch, os.fspath(folder / "DATA"), downloads))
-    out[words] = os.path.join(conftest.shared_folder(tmp_path_factory, f"readme_shared_{i}",
-                                                     build), "checkout")
-  return out
+      _run(command, scratch, _environment(scratch, os.fspath(folder / "DATA"), downloads),
+           SHARED[words].overrides)
+    return os.path.join(conftest.shared_folder(tmp_path_factory, names[words], build),
+                        "checkout")
+  return folder_of
 
 
 def _scratch(parent):
@@ -320,7 +359,7 @@ def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
   return env
 
 
-def _run(command: Command, scratch, env) -> None:
+def _run(command: Command, scratch, env, extra: tuple[str, ...] = ()) -> None:
   tokens = shlex.split(command.text, comments=True)
   program = _program(tokens)
   if program not in PROGRAMS:
@@ -334,7 +373,7 @@ def _run(command: Command, scratch, env) -> None:
   unset = [t for t in argv if "$" in t]
   assert not unset, (f"{command.source}: `{command.text}` uses environment variables the test "
                      f"does not set: {unset}; set them in _environment of tests/readme_test.py.")
-  argv += PROGRAMS[program].overrides
+  argv += PROGRAMS[program].overrides + tuple(extra)
   given = _flags(argv)
   argv += [override for flag, override in PROGRAMS[program].if_present if flag in given]
   argv += [override for flag, override in PROGRAMS[program].unless_present
@@ -359,6 +398,27 @@ def _words(command: Command) -> tuple[str, ...]:
   return tuple(shlex.split(command.text, comments=True))
 
 
+def _as_run(command: Command) -> tuple:
+  """The command as `_run` runs it, size overrides appended: its words that are not flags, and
+  each flag's last value (what absl keeps)."""
+  tokens = list(_words(command))
+  program = PROGRAMS.get(_program(tokens))
+  if program is None:
+    return tuple(tokens), ()
+  argv = tokens + list(program.overrides)
+  given = _flags(argv)
+  argv += [override for flag, override in program.if_present if flag in given]
+  argv += [override for flag, override in program.unless_present if flag not in given]
+  return (tuple(t for t in argv if not (t.startswith("--") and "=" in t)),
+          tuple(sorted({k: v[-1] for k, v in _flags(argv).items()}.items())))
+
+
+def _outputs(command: Command) -> set[str]:
+  """The folders the command writes (its --output and --workdir)."""
+  flags = _flags(list(_words(command)))
+  return {v for k in ("output", "workdir") for v in flags.get(k, ())}
+
+
 @pytest.mark.parametrize("name,commands", GROUPS, ids=[name for name, _ in GROUPS])
 def test_commands_run_as_typed(name, commands, tmp_path, request):
   skipped = [f"{c.source}: {reason}" for c in commands if (reason := _skip_reason(c))]
@@ -372,6 +432,15 @@ def test_commands_run_as_typed(name, commands, tmp_path, request):
         fresh.append(command)
       else:
         ran_before.append(command)
+    # Last in its group, a command that ran in a README block as it runs here (the same once
+    # the size overrides are appended) into a folder no earlier command wrote: nothing can
+    # differ, and nothing after it reads what it writes.
+    runs_in_readme = {_as_run(c) for _, cs in README for c in cs}
+    while (len(fresh) > 1 and _as_run(fresh[-1]) in runs_in_readme
+           and _words(fresh[-1]) not in SHARED
+           and not _outputs(fresh[-1]) & set().union(*map(_outputs, fresh[:-1]))):
+      skipped.append(f"{fresh.pop().source}: ran in a README block (the same with the size "
+                     "overrides)")
     to_run = fresh
   if not to_run:  # before the data is written: a skipped group needs none
     pytest.skip("; ".join(skipped) or "every command ran in a README block")
@@ -393,8 +462,9 @@ def test_commands_run_as_typed(name, commands, tmp_path, request):
 def _copy_shared(command: Command, scratch, request) -> None:
   """What a `SHARED` command wrote (it ran once this session, as typed), into `scratch`."""
   words = _words(command)
-  source = request.getfixturevalue("shared_outputs")[words]
-  shutil.copytree(os.path.join(source, SHARED[words]), scratch / SHARED[words], symlinks=True)
+  source = request.getfixturevalue("shared_outputs")(words)
+  output = SHARED[words].output
+  shutil.copytree(os.path.join(source, output), scratch / output, symlinks=True)
 
 
 # --- the extraction itself -------------------------------------------------------------------

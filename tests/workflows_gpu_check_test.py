@@ -1,7 +1,12 @@
-"""`make gpu-check`'s program, run whole on the CPU with the override and a tiny model."""
+"""`make gpu-check`'s program, run whole on the CPU with the override and a tiny model.
+
+The whole run is configs/gpu_check.py's documented command, which tests/readme_test.py runs
+once per session with its size overrides (`shared_outputs`); these tests read what it wrote.
+"""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -10,20 +15,17 @@ import pytest
 from configs import gpu_check as gpu_check_config
 from ngebm_jax.workflows import gpu_check
 
+from tests import readme_test
+from tests.readme_test import downloads, shared_outputs  # pylint: disable=unused-import (fixtures)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A WRN-10-1 (the Wide-ResNet code path, with its FLOPs counted by hand in the report), batch 8
-# in two dtypes, baseline and SGLD-EBM K = 1, then 4 training steps on a little data.
-TINY = ("--config.on_cpu=run", "--config.model.depth=10", "--config.model.width=1",
-        "--config.batch_size=8", "--config.gpu_check.batch_sizes=(8,)",
-        "--config.gpu_check.objectives=('baseline','sgld')", "--config.gpu_check.sgld_steps=1",
-        "--config.gpu_check.steps=1", "--config.gpu_check.warmup=1",
-        "--config.gpu_check.train_steps=4", "--config.gpu_check.train_objective=baseline",
-        "--config.log_every_steps=2", "--config.eval_every_steps=4",
-        "--config.checkpoint_every_steps=4", "--config.dataset.num_train=64",
-        "--config.dataset.num_validation=16", "--config.dataset.num_test=16",
-        "--config.eval.batch_size=8", "--config.eval.max_examples=16",
-        "--config.sgld.buffer_size=32")
+# configs/gpu_check.py's command (what `make gpu-check` runs): run once per session with the
+# README test's size overrides (a WRN-10-1, batch 8 in two dtypes, baseline and SGLD-EBM K = 1,
+# then 4 training steps on a little data), which these tests also use.
+COMMAND = ("python", "-m", "experiments.gpu_check", "--config=configs/gpu_check.py",
+           "--output=runs/gpu_check")
+TINY = readme_test.PROGRAMS["experiments.gpu_check"].overrides
 
 
 def _run(tmp_path, *flags):
@@ -33,10 +35,8 @@ def _run(tmp_path, *flags):
                         env=dict(os.environ, PYTHONPATH=ROOT))
 
 
-def test_gpu_check_runs_whole_on_cpu_with_the_override(tmp_path):
-  proc = _run(tmp_path, *TINY)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  out = tmp_path / "out"
+def test_gpu_check_runs_whole_on_cpu_with_the_override(shared_outputs):
+  out = pathlib.Path(shared_outputs(COMMAND)) / "runs" / "gpu_check"
   results = json.loads((out / "gpu_check.json").read_text())
   settings = [(g["setup"]["batch_size"], g["setup"]["dtype"]) for g in results["grid"]]
   assert settings == [(8, "bfloat16"), (8, "float32")]

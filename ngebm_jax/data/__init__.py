@@ -109,18 +109,21 @@ def load_eval_data(config, *, ood_sets: Sequence[str] | None = None, strict: boo
     if info.name == EMBEDDED:
       from ngebm_jax.data.procedural import embedded  # pylint: disable=g-import-not-at-top
       test = _embedded_splits(config)["test"]
+      # Only the sets asked for are generated (each is the same whatever the others).
       data = {"test": (test["image"], test["label"]),
-              "ood": embedded.ood_sets(test["image"], seed=config.dataset.seed + 1)}
+              "ood": embedded.ood_sets(test["image"], seed=config.dataset.seed + 1,
+                                       names=embedded.OOD_SET_NAMES if ood_sets is None
+                                       else ood_sets)}
     else:
       splits = focus_task_splits(config)  # open-set images: generators never seen in training
       data = {"test": (splits["test"]["image"], splits["test"]["label"]),
               "ood": {"open_set_test": splits["open_set_test"]["image"]}}
-    unknown = sorted(set(ood_sets or ()) - set(data["ood"]))
-    if unknown:
-      raise ValueError(f"OOD sets {unknown} do not exist for the {info.name!r} data; choose "
-                       f"from {sorted(data['ood'])}.")
-    if ood_sets is not None:
-      data["ood"] = {k: data["ood"][k] for k in ood_sets}
+      unknown = sorted(set(ood_sets or ()) - set(data["ood"]))
+      if unknown:
+        raise ValueError(f"OOD sets {unknown} do not exist for the {info.name!r} data; choose "
+                         f"from {sorted(data['ood'])}.")
+      if ood_sets is not None:
+        data["ood"] = {k: data["ood"][k] for k in ood_sets}
     return {**data, "ood_missing": {}}
   from ngebm_jax.data import ood_data  # pylint: disable=g-import-not-at-top
   return ood_data.read_test_and_ood(info.name, config.dataset.data_dir,

@@ -567,8 +567,8 @@ def _digits(rng: np.random.Generator, m: int) -> np.ndarray:
   return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
-def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
-             ) -> dict[str, np.ndarray]:
+def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None,
+             names: Sequence[str] = OOD_SET_NAMES) -> dict[str, np.ndarray]:
   """Out-of-distribution sets for the embedded data (see the module docstring).
 
   Args:
@@ -576,10 +576,17 @@ def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
       "interp" (N >= 2).
     seed: non-negative int or `numpy.random.SeedSequence`; each set uses its own child seed.
     num_examples: images per set, M; default N.
+    names: the sets to generate, a subset of `OOD_SET_NAMES` (each is the same whatever the
+      others: its child seed is fixed by its name). An evaluation without OOD detection asks
+      for none, and so does not import scikit-learn for "digits".
 
   Returns:
-    {name: uint8 [M, 32, 32, 3]} for the names in `OOD_SET_NAMES`.
+    {name: uint8 [M, 32, 32, 3]} for `names`.
   """
+  unknown = sorted(set(names) - set(OOD_SET_NAMES))
+  if unknown:
+    raise ValueError(f"OOD sets {unknown} do not exist for the embedded data; choose from "
+                     f"{list(OOD_SET_NAMES)}.")
   images = np.asarray(images_uint8)
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
     raise ValueError(f"images_uint8 must be uint8 [N, 32, 32, 3]; got {images.dtype} "
@@ -589,13 +596,14 @@ def ood_sets(images_uint8: np.ndarray, *, seed, num_examples: int | None = None
   m = int(m)
   seqs = dict(zip(OOD_SET_NAMES, _children(seed, len(OOD_SET_NAMES))))
   rngs = {k: np.random.Generator(np.random.PCG64(s)) for k, s in seqs.items()}
-  return {
-      "interp": ood_data.interp(images, rngs["interp"], m),
-      "uniform": ood_data.uniform_images(rngs["uniform"], m, IMAGE_SHAPE),
-      "constant": ood_data.constant_images(rngs["constant"], m, IMAGE_SHAPE),
-      "digits": _digits(rngs["digits"], m),
-      "shifted": generate(m, seed=seqs["shifted"], kinds=NOVEL_KINDS)["image"],
+  makers = {
+      "interp": lambda: ood_data.interp(images, rngs["interp"], m),
+      "uniform": lambda: ood_data.uniform_images(rngs["uniform"], m, IMAGE_SHAPE),
+      "constant": lambda: ood_data.constant_images(rngs["constant"], m, IMAGE_SHAPE),
+      "digits": lambda: _digits(rngs["digits"], m),
+      "shifted": lambda: generate(m, seed=seqs["shifted"], kinds=NOVEL_KINDS)["image"],
   }
+  return {name: makers[name]() for name in names}
 
 
 __all__ = ["NUM_CLASSES", "CLASS_NAMES", "NOVEL_KINDS", "ALL_KINDS", "IMAGE_SHAPE", "SPLITS",
