@@ -93,7 +93,6 @@ TRAIN_SIZE = (
     "--config.progress_bar=False", "--config.tensorboard=False")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Shared:
   output: str                         # what the command writes (relative to its scratch)
@@ -135,7 +134,7 @@ class Program:
 PROGRAMS = {
     "experiments.prepare_data": Program(("--nostrict",), _exists("data_dir", "dataset")),
     # A run's figures (reliability diagrams, OOD histograms, PGD curves; about 2 s a run) are
-    # drawn by the demo's runs here, and checked by tests/evaluation_report_test.py.
+    # drawn by `make demo`'s runs here, and checked by tests/evaluation_report_test.py.
     # Their OOD and PGD evaluation (about 3 s a run: scikit-learn's import, the OOD sets, two more
     # programs) is what `experiments.evaluate` runs, which the README's blocks run on trained runs.
     "experiments.train": Program(TRAIN_SIZE + ("--config.eval.figures=False",),
@@ -373,11 +372,7 @@ def _run(command: Command, scratch, env, extra: tuple[str, ...] = ()) -> None:
   unset = [t for t in argv if "$" in t]
   assert not unset, (f"{command.source}: `{command.text}` uses environment variables the test "
                      f"does not set: {unset}; set them in _environment of tests/readme_test.py.")
-  argv += PROGRAMS[program].overrides + tuple(extra)
-  given = _flags(argv)
-  argv += [override for flag, override in PROGRAMS[program].if_present if flag in given]
-  argv += [override for flag, override in PROGRAMS[program].unless_present
-           if flag not in given]
+  argv = _with_overrides(argv, PROGRAMS[program], extra)
   proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True,
                         timeout=TIMEOUT_S)
   assert proc.returncode == 0, (
@@ -398,17 +393,20 @@ def _words(command: Command) -> tuple[str, ...]:
   return tuple(shlex.split(command.text, comments=True))
 
 
+def _with_overrides(argv: list[str], program: Program, extra=()) -> list[str]:
+  """`argv` with the program's size overrides (and `extra`, a `Shared`'s) appended."""
+  argv = argv + list(program.overrides) + list(extra)
+  given = _flags(argv)
+  return (argv + [override for flag, override in program.if_present if flag in given]
+          + [override for flag, override in program.unless_present if flag not in given])
+
+
 def _as_run(command: Command) -> tuple:
   """The command as `_run` runs it, size overrides appended: its words that are not flags, and
   each flag's last value (what absl keeps)."""
   tokens = list(_words(command))
   program = PROGRAMS.get(_program(tokens))
-  if program is None:
-    return tuple(tokens), ()
-  argv = tokens + list(program.overrides)
-  given = _flags(argv)
-  argv += [override for flag, override in program.if_present if flag in given]
-  argv += [override for flag, override in program.unless_present if flag not in given]
+  argv = tokens if program is None else _with_overrides(tokens, program)
   return (tuple(t for t in argv if not (t.startswith("--") and "=" in t)),
           tuple(sorted({k: v[-1] for k, v in _flags(argv).items()}.items())))
 
