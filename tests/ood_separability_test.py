@@ -1,6 +1,8 @@
 """OOD separability: features against slow per-pixel loops, the AUROC against pair counting."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from configs import smoke
 from ngebm_jax.evaluation import ood_separability as sep
 from ngebm_jax.workflows import ood_separability as workflow
+from tests import conftest
 
 
 def _images(seed, n=4, size=16):
@@ -134,14 +137,10 @@ def test_workflow_writes_the_embedded_sets_figures(tmp_path):
 
 
 def test_program_prints_and_writes_the_table(tmp_path):
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   done = subprocess.run(
       [sys.executable, "-m", "experiments.ood_separability", "--config=configs/smoke.py",
        f"--output={tmp_path}", "--ood_sets=constant,shifted"],
-      cwd=root, capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=root))
+      cwd=conftest.ROOT, capture_output=True, text=True, timeout=600, env=conftest.program_env())
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| constant | " in done.stdout and "| shifted | " in done.stdout
   with open(tmp_path / "separability.json") as f:

@@ -23,7 +23,7 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
   group's last command when a README block ran it the same way (size overrides appended) into
   a folder that no earlier command of its group writes.
 - A command whose output other groups or test modules read (`SHARED`: `make demo`'s runs, the
-  GPU check) runs once per session, as typed in a scratch folder of its own; each group that has
+  GPU check, the claims study's test config) runs once per session, as typed in a scratch folder of its own; each group that has
   it, run or left out as run already, gets a copy of what it wrote, so that configs/demo.py's
   "one of its runs by hand" resumes the demo's run as the docstring means, instead of training
   it afresh. Other test modules read it through the `shared_outputs` fixture.
@@ -98,6 +98,7 @@ class Shared:
   output: str                         # what the command writes (relative to its scratch)
   overrides: tuple[str, ...] = ()     # appended after its program's size overrides (a flag
                                       # given here is one the program's `unless_present` skips)
+  resize: bool = True                 # False: run as typed, its config sized for tests already
 
 
 # Commands (as the shell splits them) whose output other groups or test modules read: run once
@@ -112,6 +113,10 @@ SHARED = {
     # What tests/workflows_gpu_check_test.py checks of `make gpu-check`'s program.
     ("python", "-m", "experiments.gpu_check", "--config=configs/gpu_check.py",
      "--output=runs/gpu_check"): Shared("runs/gpu_check"),
+    # The claims study's test config, whole (2 seeds, a penalty fraction): what
+    # tests/workflows_claims_study_test.py recomputes by hand.
+    ("python", "-m", "experiments.calibration_study", "--config=configs/claims_study_smoke.py",
+     "--output=runs/claims_smoke"): Shared("runs/claims_smoke", resize=False),
 }
 
 
@@ -334,7 +339,7 @@ def shared_outputs(tmp_path_factory, downloads) -> Callable[[tuple[str, ...]], s
       shutil.rmtree(folder / "checkout", ignore_errors=True)  # what a failed try left
       scratch = _scratch(folder)
       _run(command, scratch, _environment(scratch, os.fspath(folder / "DATA"), downloads),
-           SHARED[words].overrides)
+           SHARED[words])
     return os.path.join(conftest.shared_folder(tmp_path_factory, names[words], build),
                         "checkout")
   return folder_of
@@ -358,7 +363,7 @@ def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
   return env
 
 
-def _run(command: Command, scratch, env, extra: tuple[str, ...] = ()) -> None:
+def _run(command: Command, scratch, env, shared: Shared = Shared("")) -> None:
   tokens = shlex.split(command.text, comments=True)
   program = _program(tokens)
   if program not in PROGRAMS:
@@ -372,7 +377,8 @@ def _run(command: Command, scratch, env, extra: tuple[str, ...] = ()) -> None:
   unset = [t for t in argv if "$" in t]
   assert not unset, (f"{command.source}: `{command.text}` uses environment variables the test "
                      f"does not set: {unset}; set them in _environment of tests/readme_test.py.")
-  argv = _with_overrides(argv, PROGRAMS[program], extra)
+  if shared.resize:
+    argv = _with_overrides(argv, PROGRAMS[program], shared.overrides)
   proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True,
                         timeout=TIMEOUT_S)
   assert proc.returncode == 0, (

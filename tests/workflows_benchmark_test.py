@@ -20,6 +20,7 @@ from ngebm_jax.benchmarking import step_programs
 from ngebm_jax.benchmarking import xla_costs
 from ngebm_jax.workflows import benchmark
 from ngebm_jax.training import objective_registry
+from tests import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,7 @@ def tiny_run(tmp_path_factory):
              "--config.race.max_steps=2", "--config.race.eval_every=1",
              "--config.race.objectives=('baseline', 'ngebm')", "--config.race.budget_s=600"]
   proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
+                        env=conftest.program_env())
   assert proc.returncode == 0, proc.stderr[-4000:]
   with open(output / "benchmark.json") as f:
     return output, json.load(f), proc.stdout
@@ -275,7 +276,7 @@ def test_the_gpu_command_runs_its_grid_on_cpu_with_a_tiny_model(tmp_path):
              "--objectives=baseline", "--steps=1", "--warmup=1", "--config.race.target_accuracy=-1",
              "--nocomponents", "--nopytorch", f"--profile_dir={output / 'trace'}"]
   proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
+                        env=conftest.program_env())
   assert proc.returncode == 0, proc.stderr[-4000:]
   with open(output / "benchmark_grid.json") as f:
     settings = json.load(f)["settings"]

@@ -108,7 +108,8 @@ def program_study(tmp_path_factory):
            "--config.study.variants=('baseline','ngebm')", "--config.study.seeds=0,1",
            "--config.study.gammas=0.5,", "--config.study.train_sizes=()",
            "--config.study.stages=()", "--config.num_steps=10"]  # the peers: their own test
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=conftest.program_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
   return os.path.join(conftest.shared_folder(tmp_path_factory, "program_study", build), "study")
 

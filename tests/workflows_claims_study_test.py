@@ -14,6 +14,10 @@ from configs import claims_study_smoke
 from ngebm_jax.evaluation import claims_report
 from ngebm_jax.evaluation import study_statistics
 from ngebm_jax.workflows import calibration_study
+from tests.readme_test import downloads, shared_outputs  # pylint: disable=unused-import (fixtures)
+
+SMOKE_COMMAND = ("python", "-m", "experiments.calibration_study",
+                 "--config=configs/claims_study_smoke.py", "--output=runs/claims_smoke")
 
 # Student-t quantiles t(0.975, dof), from a printed table: what the intervals must use.
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
@@ -118,10 +122,15 @@ def _slow_verdicts(results: dict) -> dict[tuple[str, str], str]:
   return out
 
 
-def test_claims_study_end_to_end_verdicts_match_a_slow_recomputation(tmp_path):
-  paths = calibration_study.run(claims_study_smoke.get_config(), tmp_path / "claims")
+def test_claims_study_end_to_end_verdicts_match_a_slow_recomputation(shared_outputs):
+  # configs/claims_study_smoke.py's command as typed, which the README test runs once per session.
+  out = os.path.join(shared_outputs(SMOKE_COMMAND), "runs", "claims_smoke")
+  paths = {k: os.path.join(out, name) for k, name in (
+      ("results", calibration_study.RESULTS_FILE), ("report", calibration_study.REPORT_FILE),
+      ("cost_benefit", "cost_benefit.png"))}
   with open(paths["results"]) as f:
     results = json.load(f)
+  assert results["study"]["seeds"] == list(claims_study_smoke.get_config().study.seeds)
   assert set(results["variants"]) == {"baseline", "ngebm", "ngebm_pf0.5"}
   one = results["runs"]["ngebm_s0"]
   for ood_set in ("uniform", "constant", "interp", "digits", "shifted"):
@@ -148,7 +157,7 @@ def test_claims_study_end_to_end_verdicts_match_a_slow_recomputation(tmp_path):
     assert f"**{expected}**" in row.split(" | ")[2 + column], (row, variant)
   assert os.path.getsize(paths["cost_benefit"]) > 1000
   assert "training s per run" in md and "The cheaper NG-EBM" in md
-  with open(os.path.join(tmp_path, "claims", calibration_study.SEPARABILITY_FILE)) as f:
+  with open(os.path.join(out, calibration_study.SEPARABILITY_FILE)) as f:
     separability = json.load(f)
   assert set(separability) == {"interp", "uniform", "constant", "digits", "shifted"}
   for ood_set, r in separability.items():

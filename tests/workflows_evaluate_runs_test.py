@@ -16,6 +16,7 @@ from ngebm_jax import models
 from ngebm_jax.evaluation import evaluators
 from ngebm_jax.workflows import evaluate_runs
 from ngebm_jax.training import checkpoints as ckpt_lib
+from tests import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +43,8 @@ def test_program_writes_the_report(tmp_path):
          "--ood_sets=interp,uniform", "--max_examples=24", "--batch_size=16", "--pgd_steps=2",
          "--robustness_num_examples=8", "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5",
          "--noise_std=0", "--evaluators=classification,calibration,ood,robustness"]
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env=conftest.program_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
     results = json.load(f)

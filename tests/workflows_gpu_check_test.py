@@ -15,6 +15,7 @@ import pytest
 from configs import gpu_check as gpu_check_config
 from ngebm_jax.workflows import gpu_check
 
+from tests import conftest
 from tests import readme_test
 from tests.readme_test import downloads, shared_outputs  # pylint: disable=unused-import (fixtures)
 
@@ -32,7 +33,7 @@ def _run(tmp_path, *flags):
   return subprocess.run([sys.executable, "-m", "experiments.gpu_check",
                          "--config=configs/gpu_check.py", f"--output={tmp_path / 'out'}",
                          *flags], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
+                        env=conftest.program_env())
 
 
 def test_gpu_check_runs_whole_on_cpu_with_the_override(shared_outputs):
