@@ -60,6 +60,7 @@ def program_env(**extra: str) -> dict[str, str]:
   """
   return dict(os.environ, XLA_FLAGS=FAST_COMPILE, PYTHONPATH=ROOT, **extra)
 
+
 # The test modules that run whole programs (a minute or more each) go first, so that with
 # `pytest -n 2 --dist worksteal` (make test) the many short tests fill in beside them, a worker
 # that runs out taking pending tests from the other, instead of two workers waiting on the last
@@ -68,10 +69,26 @@ _LONG_FIRST = ("readme_test.py", "workflows_", "multihost_test.py", "resume_test
                "train_sgld_test.py", "docs_test.py::test_the_api_reference_builds")
 
 
+def _builds_shared(item) -> bool:
+  """A README test group that runs a command whose output other tests read (`readme_test.SHARED`).
+
+  These go first of all: the first worker builds them at the start, while the other runs short
+  tests, so that a test reading one later finds it built instead of waiting on the lock (a wait
+  of 22 s was seen with them in the README's order).
+  """
+  if not item.nodeid.startswith("tests/readme_test.py::test_commands_run_as_typed["):
+    return False
+  from tests import readme_test  # pylint: disable=g-import-not-at-top
+  name = item.callspec.params["name"]
+  return any(readme_test._words(c) in readme_test.SHARED  # pylint: disable=protected-access
+             for group, commands in readme_test.GROUPS if group == name for c in commands)
+
+
 def pytest_collection_modifyitems(config, items):
   del config
-  long_first = lambda item: not any(k in item.nodeid for k in _LONG_FIRST)
-  items.sort(key=long_first)  # stable: the order within each group is kept
+  tier = lambda item: (0 if _builds_shared(item) else
+                       1 if any(k in item.nodeid for k in _LONG_FIRST) else 2)
+  items.sort(key=tier)  # stable: the order within each tier is kept
 
 
 def shared_folder(tmp_path_factory, name: str, build) -> str:
