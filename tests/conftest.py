@@ -54,11 +54,11 @@ sys.path.insert(0, ROOT)
 
 def program_env(**extra: str) -> dict[str, str]:
   """The environment of a program a test starts: one CPU device, as a user has (the suite forces
-  8 on itself for its multi-device tests), and this checkout importable.
+  8 on itself for its multi-device tests).
 
   A calibration study of six runs took 20 s (25 s of CPU) on one device, 37 s (54 s) on eight.
   """
-  return dict(os.environ, XLA_FLAGS=FAST_COMPILE, PYTHONPATH=ROOT, **extra)
+  return dict(os.environ, XLA_FLAGS=FAST_COMPILE, **extra)
 
 
 # The test modules that run whole programs (a minute or more each) go first, so that with
@@ -79,9 +79,7 @@ def _builds_shared(item) -> bool:
   if not item.nodeid.startswith("tests/readme_test.py::test_commands_run_as_typed["):
     return False
   from tests import readme_test  # pylint: disable=g-import-not-at-top
-  name = item.callspec.params["name"]
-  return any(readme_test._words(c) in readme_test.SHARED  # pylint: disable=protected-access
-             for group, commands in readme_test.GROUPS if group == name for c in commands)
+  return item.callspec.params["name"] in readme_test.SHARED_GROUPS
 
 
 def pytest_collection_modifyitems(config, items):

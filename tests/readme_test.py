@@ -23,10 +23,11 @@ checks that the program wrote what it promises (a results.json, a report.md, ...
   group's last command when a README block ran it the same way (size overrides appended) into
   a folder that no earlier command of its group writes.
 - A command whose output other groups or test modules read (`SHARED`: `make demo`'s runs, the
-  GPU check, the claims study's test config) runs once per session, as typed in a scratch folder of its own; each group that has
-  it, run or left out as run already, gets a copy of what it wrote, so that configs/demo.py's
-  "one of its runs by hand" resumes the demo's run as the docstring means, instead of training
-  it afresh. Other test modules read it through the `shared_outputs` fixture.
+  GPU check, the claims study's test config) runs once per session, as typed in a scratch
+  folder of its own; each group that has it, run or left out as run already, gets a copy of
+  what it wrote, so that configs/demo.py's "one of its runs by hand" resumes the demo's run as
+  the docstring means, instead of training it afresh. Other test modules read it through the
+  `shared_outputs` fixture.
 
 A new command in the README needs nothing here if its program is in `PROGRAMS`; a new program
 needs its entry there (size overrides and the files it writes), and a command that cannot run
@@ -92,6 +93,11 @@ TRAIN_SIZE = (
     "--config.eval.robustness_norms=('linf',)", "--config.eval.epsilons_linf=(0.0,0.03)",
     "--config.progress_bar=False", "--config.tensorboard=False")
 
+# The evaluators of the runs that leave OOD detection and PGD to other commands (a command that
+# chooses its own keeps them).
+NO_OOD_NOR_PGD = (("config.eval.evaluators",
+                   "--config.eval.evaluators=('classification','calibration')"),)
+
 
 @dataclasses.dataclass(frozen=True)
 class Shared:
@@ -144,16 +150,12 @@ PROGRAMS = {
     # programs) is what `experiments.evaluate` runs, which the README's blocks run on trained runs.
     "experiments.train": Program(TRAIN_SIZE + ("--config.eval.figures=False",),
                                  _exists("workdir", "results.json"),
-                                 unless_present=(("config.eval.evaluators",
-                                                  "--config.eval.evaluators=('classification',"
-                                                  "'calibration')"),)),
+                                 unless_present=NO_OOD_NOR_PGD),
     # The shared `make demo` run draws its figures and runs every evaluator (`SHARED`); the other
     # demos (on CIFAR-10, with the peers) draw none, and leave OOD and PGD to it.
     "experiments.demo": Program(TRAIN_SIZE + ("--config.eval.figures=False",),
                                 _exists("output", "report", "report.md"),
-                                unless_present=(("config.eval.evaluators",
-                                                 "--config.eval.evaluators=('classification',"
-                                                 "'calibration')"),)),
+                                unless_present=NO_OOD_NOR_PGD),
     "experiments.evaluate": Program(
         ("--max_examples=32", "--robustness_num_examples=8", "--pgd_steps=1",
          "--epsilons_linf=0,8/255", "--epsilons_l2=0,0.5"), _exists("output", "report.md")),
@@ -355,12 +357,10 @@ def _scratch(parent):
 
 
 def _environment(scratch, data_dir: str, downloads: str) -> dict[str, str]:
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = conftest.FAST_COMPILE  # one CPU device, as a user has (the suite forces 8)
-  env.update(DATA=data_dir, RUNS=os.fspath(scratch / "RUNS"), DOWNLOADS=downloads,
-             TFDS_DATA_DIR=os.fspath(scratch / "tensorflow_datasets"),
-             PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
-  return env
+  return conftest.program_env(
+      DATA=data_dir, RUNS=os.fspath(scratch / "RUNS"), DOWNLOADS=downloads,
+      TFDS_DATA_DIR=os.fspath(scratch / "tensorflow_datasets"),
+      PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 
 def _run(command: Command, scratch, env, shared: Shared = Shared("")) -> None:
@@ -397,6 +397,11 @@ def _run(command: Command, scratch, env, shared: Shared = Shared("")) -> None:
 def _words(command: Command) -> tuple[str, ...]:
   """The command as the shell splits it (comments dropped): what decides what it does."""
   return tuple(shlex.split(command.text, comments=True))
+
+
+# The groups that run a `SHARED` command (tests/conftest.py puts them first).
+SHARED_GROUPS = frozenset(name for name, commands in GROUPS
+                          if any(_words(c) in SHARED for c in commands))
 
 
 def _with_overrides(argv: list[str], program: Program, extra=()) -> list[str]:
@@ -443,8 +448,7 @@ def test_commands_run_as_typed(name, commands, tmp_path, request):
     while (len(fresh) > 1 and _as_run(fresh[-1]) in runs_in_readme
            and _words(fresh[-1]) not in SHARED
            and not _outputs(fresh[-1]) & set().union(*map(_outputs, fresh[:-1]))):
-      skipped.append(f"{fresh.pop().source}: ran in a README block (the same with the size "
-                     "overrides)")
+      fresh.pop()
     to_run = fresh
   if not to_run:  # before the data is written: a skipped group needs none
     pytest.skip("; ".join(skipped) or "every command ran in a README block")
